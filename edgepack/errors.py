@@ -1,0 +1,120 @@
+"""The one error tree of edgepack; imports nothing from edgepack.
+
+Every error raised on purpose carries a message (what was being done, to what, and why it failed)
+and an optional one-line hint (what the user can do about it)::
+
+    EdgepackError                 message + hint; never raised bare
+    ├── ConfigError               .source (file) + .problems, every field problem at once
+    ├── ModelError
+    │   ├── ModelNotFound         name:version not in the store
+    │   └── InvalidModel          onnx.checker failure, unreadable or escaping model files
+    ├── PackagingError            the target can't be met (missing entry script function, unresolvable requirement)
+    ├── DaemonError               Docker engine unreachable, or a run failed (.log_tail)
+    ├── RegistryError             pull or push failed, including in-stream errors
+    │   ├── InvalidReference      a malformed image reference
+    │   └── AuthenticationError   the registry refused the credentials
+    └── DeployError               the apply step failed (.command, .returncode, .stderr_tail)
+
+Messages follow the form ``"<doing what> '<subject>': <cause>"``: lowercase, no trailing period.
+Third-party exceptions are translated once, at the edge, with ``raise XError(...) from exc``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "EdgepackError",
+    "ConfigError",
+    "ModelError",
+    "ModelNotFound",
+    "InvalidModel",
+    "PackagingError",
+    "DaemonError",
+    "RegistryError",
+    "InvalidReference",
+    "AuthenticationError",
+    "DeployError",
+]
+
+
+class EdgepackError(Exception):
+    """Base of every error edgepack raises on purpose: a message and an optional one-line hint."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(EdgepackError):
+    """A configuration file or option is invalid; ``problems`` lists every field problem found."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        problems: tuple[str, ...] = (),
+        hint: str | None = None,
+    ) -> None:
+        if problems:
+            message = message + ":\n" + "\n".join(f"  - {p}" for p in problems)
+        super().__init__(message, hint=hint)
+        self.source = source
+        self.problems = tuple(problems)
+
+
+class ModelError(EdgepackError):
+    """A model could not be registered, found or read."""
+
+
+class ModelNotFound(ModelError):
+    """The named model or version is not in the store."""
+
+
+class InvalidModel(ModelError):
+    """The model files are not acceptable (onnx.checker failure, escaping paths, unreadable files)."""
+
+
+class PackagingError(EdgepackError):
+    """The model and config cannot be packaged for the chosen target."""
+
+
+class DaemonError(EdgepackError):
+    """The Docker engine is unreachable, or an operation on it failed."""
+
+    def __init__(self, message: str, *, hint: str | None = None, log_tail: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.log_tail = log_tail
+
+
+class RegistryError(EdgepackError):
+    """A registry operation (pull, push, auth challenge) failed."""
+
+
+class InvalidReference(RegistryError):
+    """An image reference could not be parsed."""
+
+
+class AuthenticationError(RegistryError):
+    """The registry refused the credentials, or none were found where they were needed."""
+
+
+class DeployError(EdgepackError):
+    """Applying a deployment failed."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        command: str = "",
+        returncode: int | None = None,
+        stderr_tail: str = "",
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.command = command
+        self.returncode = returncode
+        self.stderr_tail = stderr_tail
