@@ -1,0 +1,73 @@
+"""Facts about a base image read from its layers: the Python version, the glibc version and the architecture.
+
+Side effects: reads the base's cached layer blobs; results are cached by the base's manifest digest. These facts
+pick the wheels for the dependency layer, so the image gets packages its own interpreter and C library accept,
+without running anything inside the image.
+"""
+
+from __future__ import annotations
+
+import re
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgepack.build.cache import Cache
+from edgepack.errors import PackagingError
+
+_PYTHON = re.compile(r"^(?:\./)?(?:usr/local/bin|usr/bin)/python3\.(\d+)$")
+_LIBC = re.compile(r"^(?:\./)?(?:usr/)?lib(?:64)?/(?:[a-z0-9_]+-linux-gnu/)?libc\.so\.6$")
+_LIBC_VERSION = re.compile(rb"GNU C Library[^\n]*?version (\d+)\.(\d+)")
+_LIBC_FILE = re.compile(r"libc-(\d+)\.(\d+)\.so$")
+
+
+@dataclass(frozen=True)
+class BaseInfo:
+    """What the dependency resolver needs to know about a base image."""
+
+    python_version: str | None
+    glibc: tuple[int, int] | None
+    arch: str
+
+
+def _scan_layer(path: Path, found: dict) -> None:
+    with tarfile.open(path, mode="r|*") as tar:
+        for member in tar:
+            name = member.name
+            if "python" not in found and (m := _PYTHON.match(name)):
+                found.setdefault("pythons", set()).add(int(m.group(1)))
+            elif "glibc" not in found and _LIBC.match(name) and member.isfile():
+                data = tar.extractfile(member).read()  # type: ignore[union-attr]
+                if m := _LIBC_VERSION.search(data):
+                    found["glibc"] = (int(m.group(1)), int(m.group(2)))
+            elif "glibc" not in found and (m := _LIBC_FILE.search(name)):
+                found["glibc"] = (int(m.group(1)), int(m.group(2)))
+
+
+def inspect_base(config: dict, layer_paths: list[Path], *, cache: Cache, manifest_digest: str) -> BaseInfo:
+    """Read the Python and glibc versions from the base image's layers (top layer first), with caching.
+
+    Raises:
+        PackagingError: a layer blob could not be read.
+    """
+    key = manifest_digest.replace(":", "-")
+    cached = cache.read_index("baseinfo", key)
+    if cached:
+        glibc = tuple(cached["glibc"]) if cached["glibc"] else None
+        return BaseInfo(cached["python_version"], glibc, cached["arch"])  # type: ignore[arg-type]
+    found: dict = {}
+    for path in reversed(layer_paths):
+        try:
+            _scan_layer(path, found)
+        except (OSError, tarfile.TarError) as exc:
+            raise PackagingError(f"reading base image layer '{path.name}': {exc}",
+                                 hint="Remove the cache directory and package again.") from exc
+    pythons = sorted(found.get("pythons", ()))
+    info = BaseInfo(
+        python_version=f"3.{pythons[-1]}" if pythons else None,
+        glibc=found.get("glibc"),
+        arch=config.get("architecture", "amd64"),
+    )
+    cache.write_index("baseinfo", key, {"python_version": info.python_version,
+                                        "glibc": list(info.glibc) if info.glibc else None, "arch": info.arch})
+    return info

@@ -1,0 +1,85 @@
+"""The local content-addressed cache: blobs by digest, built layers by content key, resolved dependency sets.
+
+Side effects: files under the cache root (default ``$EDGEPACK_HOME/cache``). Every write goes to a temporary
+file first and is renamed into place, so a crash never leaves a half-written blob under its digest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+
+class Cache:
+    """A directory of blobs (``blobs/sha256/<hex>``) plus small JSON indexes keyed by content hashes."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blob_dir = root / "blobs" / "sha256"
+
+    def blob_path(self, digest: str) -> Path:
+        """Where the blob with ``digest`` (``sha256:<hex>``) lives, present or not."""
+        algo, _, hexpart = digest.partition(":")
+        if algo != "sha256" or len(hexpart) != 64:
+            raise ValueError(f"unsupported digest {digest!r}")
+        return self.blob_dir / hexpart
+
+    def has_blob(self, digest: str) -> bool:
+        """True when the blob is in the cache."""
+        return self.blob_path(digest).is_file()
+
+    @contextmanager
+    def new_blob(self) -> Iterator[tuple[BinaryIO, list[str]]]:
+        """Open a temporary file for a blob whose digest is known only after writing.
+
+        Yields ``(file, holder)``; the caller appends the final digest to ``holder`` and the file is renamed
+        to that digest on a clean exit, or removed if anything raised.
+        """
+        self.blob_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.blob_dir, prefix=".tmp-")
+        holder: list[str] = []
+        try:
+            with os.fdopen(fd, "wb") as f:
+                yield f, holder
+            os.replace(tmp, self.blob_path(holder[0]))
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def read_index(self, kind: str, key: str) -> dict | None:
+        """Read a small JSON record, or None when absent or unreadable (it is then rebuilt)."""
+        path = self.root / kind / f"{key}.json"
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def write_index(self, kind: str, key: str, value: dict) -> None:
+        """Write a small JSON record atomically."""
+        folder = self.root / kind
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+        with os.fdopen(fd, "w") as f:
+            json.dump(value, f, sort_keys=True)
+        os.replace(tmp, folder / f"{key}.json")
+
+    def dir_for(self, kind: str, key: str) -> Path:
+        """A cached directory (for example an installed site-packages tree), present or not."""
+        return self.root / kind / key
+
+    def commit_dir(self, kind: str, key: str, staged: Path) -> Path:
+        """Move a fully written directory into the cache under ``key``; an existing entry wins."""
+        final = self.dir_for(kind, key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(staged, final)
+        except OSError:
+            if not final.is_dir():
+                raise
+            shutil.rmtree(staged, ignore_errors=True)
+        return final
