@@ -23,8 +23,9 @@ from edgepack.oci.plan import ImagePlan, PipLayer
 
 log = logging.getLogger(__name__)
 
-# A pip layer is turned into (content key, LayerSpec) by the caller, which owns resolution and its cache.
-PipMaterializer = Callable[[PipLayer], tuple[str, LayerSpec]]
+# A pip layer is turned into (content key, a function making its LayerSpec) by the caller, which owns
+# resolution and its cache; the spec is made (and its files hashed) only when the layer is not cached yet.
+PipMaterializer = Callable[[PipLayer], tuple[str, Callable[[], LayerSpec]]]
 
 
 @dataclass(frozen=True)
@@ -58,13 +59,15 @@ def _rfc3339(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _build_layer(key: str, spec: LayerSpec, cache: Cache, mtime: int) -> tuple[Descriptor, str]:
+def _build_layer(key: str, name: str, make_spec: Callable[[], LayerSpec], cache: Cache,
+                 mtime: int) -> tuple[Descriptor, str]:
     """Return (descriptor, diff_id) of a layer, building it only when the cache lacks it."""
     record = cache.read_index("layers", key)
     if record and cache.has_blob(record["digest"]):
-        log.info("layer %s: cached %s", spec.name, record["digest"][:19])
+        log.info("layer %s: cached %s", name, record["digest"][:19])
         return Descriptor(OCI_LAYER_GZIP, record["digest"], record["size"]), record["diff_id"]
     started = time.monotonic()
+    spec = make_spec()
     try:
         with cache.new_blob() as (f, holder):
             written = write_layer(spec, f, mtime=mtime)
@@ -120,13 +123,13 @@ def build_image(plan: ImagePlan, *, base: Any, cache: Cache, mtime: int,
     comments: list[str] = []
     for layer in plan.layers:
         if isinstance(layer, PipLayer):
-            key, spec = materialize_pip(layer)
+            key, make_spec = materialize_pip(layer)
         else:
-            key, spec = layer.key(mtime), layer
-        desc, diff_id = _build_layer(key, spec, cache, mtime)
+            key, make_spec = layer.key(mtime), (lambda spec=layer: spec)
+        desc, diff_id = _build_layer(key, layer.name, make_spec, cache, mtime)
         new_layers.append(desc)
         diff_ids.append(diff_id)
-        comments.append(spec.comment or spec.name)
+        comments.append(layer.comment or layer.name)
     config = _image_config(base.config, plan, diff_ids, comments, mtime)
     config_bytes = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
     config_desc = Descriptor(OCI_CONFIG, sha256_digest(config_bytes), len(config_bytes))

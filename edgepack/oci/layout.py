@@ -77,13 +77,16 @@ def write_layout(out_dir: Path, *, manifest: bytes, manifest_digest: str, blobs:
         index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [desc.to_dict()]}
         (staged / "index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
         (staged / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}\n')
-        _swap_in(staged, out_dir)
+        replace_dir(staged, out_dir)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
 
 
-def _swap_in(staged: Path, out_dir: Path) -> None:
-    """Replace ``out_dir`` with ``staged`` so that readers see the old or the new layout, never a mix."""
+def replace_dir(staged: Path, out_dir: Path) -> None:
+    """Rename the fully written directory ``staged`` to ``out_dir``, replacing what was there.
+
+    Readers see the old or the new content, never a mix.
+    """
     if not out_dir.exists():
         os.rename(staged, out_dir)
         return
