@@ -21,6 +21,7 @@ SCRIPT_ROOT = "/home/site/wwwroot"
 LOCAL_PORT = 80
 FUNCTION_REQUIREMENTS = ("azure-functions",)
 GENERATED = ("function_app.py", "host.json")
+LOCAL_COMMAND = ("python3", "-m", "triggers", "--script-root", SCRIPT_ROOT, "--port", str(LOCAL_PORT))
 
 
 def render_function_app(target: FunctionsHttpTarget) -> bytes:
@@ -65,8 +66,10 @@ def plan(model: ModelArtifact, config: InferenceConfig, target: FunctionsHttpTar
         entrypoint=None,
         cmd=None,
         workdir=SCRIPT_ROOT,
-        labels=layers.model_labels(model, target.name),
+        labels={**layers.model_labels(model, target.name),
+                **layers.run_labels(port=LOCAL_PORT, auth=target.auth_level, score_path=f"/api/{target.route}",
+                                    ready_path="/", local_command=LOCAL_COMMAND)},
         exposed_ports=(LOCAL_PORT,),
-        local_command=("python3", "-m", "triggers", "--script-root", SCRIPT_ROOT, "--port", str(LOCAL_PORT)),
+        local_command=LOCAL_COMMAND,
         port=LOCAL_PORT,
     )

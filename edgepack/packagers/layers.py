@@ -98,6 +98,16 @@ def runtime_config(model: ModelArtifact, config: InferenceConfig, *, target: str
     }
 
 
+def run_labels(*, port: int, auth: str, score_path: str, ready_path: str,
+               local_command: tuple[str, ...] | None = None) -> dict[str, str]:
+    """Labels that tell ``edgepack run`` how to start and probe the image, whatever its target."""
+    labels = {"io.edgepack.port": str(port), "io.edgepack.auth": auth, "io.edgepack.score-path": score_path,
+              "io.edgepack.ready-path": ready_path}
+    if local_command:
+        labels["io.edgepack.local-command"] = json.dumps(list(local_command))
+    return labels
+
+
 def model_labels(model: ModelArtifact, target: str) -> dict[str, str]:
     """OCI labels that carry the model's identity in the image config."""
     return {

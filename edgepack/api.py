@@ -1,0 +1,208 @@
+"""The public library API: composition of the model store, config, packagers, builder, registry and deployers.
+
+No click, no printing: each function returns values and raises ``EdgepackError`` subclasses. The CLI is a
+thin shell over this module.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from edgepack.build import builder
+from edgepack.build.cache import Cache
+from edgepack.build.dockerfile import write_context
+from edgepack.config.load import load_config
+from edgepack.deploy import keys as keystore
+from edgepack.deploy import local
+from edgepack.errors import EdgepackError
+from edgepack.home import Home
+from edgepack.models.artifact import ModelArtifact
+from edgepack.models.store import LocalModelStore, parse_model_ref
+from edgepack.oci.layout import read_layout, write_layout
+from edgepack.oci.plan import ImagePlan
+from edgepack.oci.ref import ImageRef
+from edgepack.packagers import plan_image
+from edgepack.registry import PushResult, RegistryClient, push_image
+from edgepack.targets import Target
+
+__all__ = [
+    "RegistryOptions", "PackageResult", "register_model", "list_models", "get_model", "download_model",
+    "delete_model", "plan", "package", "push", "run", "stop", "logs", "run_keys", "regenerate_run_key",
+]
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class RegistryOptions:
+    """How to reach registries: explicit credentials (else docker config / env), a custom CA, plain HTTP."""
+
+    username: str | None = None
+    password: str | None = None
+    ca_file: str | None = None
+    insecure_http: bool = False
+
+    def client_for(self, ref: ImageRef) -> RegistryClient:
+        """A client for ``ref``'s registry with these options."""
+        creds = (self.username, self.password or "") if self.username else None
+        return RegistryClient(ref.registry, credentials=creds, ca_file=self.ca_file,
+                              insecure_http=self.insecure_http)
+
+
+@dataclass(frozen=True)
+class PackageResult:
+    """What ``package`` made: the plan, the image digest, and where the image went."""
+
+    plan: ImagePlan
+    digest: str
+    layers: tuple[str, ...]
+    new_layers: tuple[str, ...]
+    layout: Path | None = None
+    pushed: PushResult | None = None
+    context: Path | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form for ``--json``."""
+        out: dict[str, Any] = {"target": self.plan.target, "digest": self.digest, "layers": list(self.layers),
+                               "new_layers": list(self.new_layers), **self.details}
+        out["layout"] = str(self.layout) if self.layout else None
+        out["context"] = str(self.context) if self.context else None
+        if self.pushed:
+            out["pushed"] = {"ref": str(self.pushed.ref), "uploaded": list(self.pushed.uploaded),
+                             "skipped": list(self.pushed.skipped), "mounted": list(self.pushed.mounted),
+                             "bytes_sent": self.pushed.bytes_sent}
+        return out
+
+
+def _store(home: Home) -> LocalModelStore:
+    return LocalModelStore(home.models)
+
+
+def register_model(home: Home, name: str, path: Path, *, tags: Mapping[str, str] | None = None,
+                   description: str = "") -> ModelArtifact:
+    """Register a model file or folder as the next version of ``name``."""
+    return _store(home).register(name, path, tags=dict(tags or {}), description=description)
+
+
+def list_models(home: Home) -> list[ModelArtifact]:
+    """Every registered version of every model."""
+    return _store(home).list()
+
+
+def get_model(home: Home, ref: str) -> ModelArtifact:
+    """One model version by ``name[:version]`` (the latest when no version is given)."""
+    name, version = parse_model_ref(ref)
+    return _store(home).get(name, version)
+
+
+def download_model(home: Home, ref: str, dest: Path) -> ModelArtifact:
+    """Copy a registered model's files out to ``dest``."""
+    model = get_model(home, ref)
+    _store(home).download(model.name, model.version, dest)
+    return model
+
+
+def delete_model(home: Home, ref: str) -> None:
+    """Delete one version, or every version when none is given."""
+    name, version = parse_model_ref(ref)
+    _store(home).delete(name, version)
+
+
+def plan(home: Home, *, model_ref: str, config_path: Path, target: Target, base_image: str | None = None) -> ImagePlan:
+    """Plan an image without building it (a dry run)."""
+    return plan_image(get_model(home, model_ref), load_config(config_path), target, base_image=base_image)
+
+
+def package(home: Home, *, model_ref: str, config_path: Path, target: Target, base_image: str | None = None,
+            output: Path | None = None, tag: str | None = None, push_image_to_registry: bool = False,
+            dockerfile_context: Path | None = None, registry: RegistryOptions = RegistryOptions(),
+            options: builder.BuildOptions = builder.BuildOptions(), progress: Progress | None = None) -> PackageResult:
+    """Plan and build an image; write it as an OCI layout, push it, and/or export a Dockerfile context.
+
+    Raises:
+        ConfigError, ModelError, PackagingError, RegistryError: as the steps fail; nothing is pushed or
+            written half-way (the manifest goes last, layouts and contexts are renamed into place).
+    """
+    tag_ref = ImageRef.parse(tag) if tag else None
+    if push_image_to_registry and tag_ref is None:
+        raise EdgepackError("packaging with --push: no destination", hint="Pass --tag REGISTRY/REPO:TAG.")
+    image_plan = plan(home, model_ref=model_ref, config_path=config_path, target=target, base_image=base_image)
+    cache = Cache(home.cache)
+    result = builder.build(image_plan, cache=cache, client_for=registry.client_for, options=options)
+    built = result.image
+    layout = None
+    if output is not None:
+        blobs = [(d.digest, built.blob_path(d.digest)) for d in built.blobs]
+        write_layout(output, manifest=built.manifest, manifest_digest=built.manifest_digest, blobs=blobs,
+                     ref_name=tag_ref.tag if tag_ref else None)
+        layout = output
+    context = None
+    if dockerfile_context is not None:
+        specs = builder.layer_specs(image_plan, result, cache)
+        context = write_context(dockerfile_context, image_plan, str(result.base.ref), specs)
+    pushed = None
+    if push_image_to_registry and tag_ref is not None:
+        pushed = push_image(registry.client_for(tag_ref), tag_ref, manifest=built.manifest,
+                            manifest_media_type=json.loads(built.manifest)["mediaType"], blobs=built.blobs,
+                            open_blob=built.open_blob, mount_from=_mount_sources(result.base.ref, tag_ref),
+                            progress=progress)
+    return PackageResult(plan=image_plan, digest=built.manifest_digest, layers=tuple(d.digest for d in built.layers),
+                         new_layers=tuple(d.digest for d in built.new_layers), layout=layout, pushed=pushed,
+                         context=context, details={"base": str(result.base.ref),
+                                                   "python": result.platform.python_version})
+
+
+def _mount_sources(base: ImageRef, dest: ImageRef) -> tuple[str, ...]:
+    """Repositories on the destination registry that may already hold the base layers."""
+    return (base.repository,) if base.registry == dest.registry and base.repository != dest.repository else ()
+
+
+def push(layout_dir: Path, to: str, *, registry: RegistryOptions = RegistryOptions(),
+         progress: Progress | None = None) -> PushResult:
+    """Push the image of an OCI layout to ``to`` (``registry/repo:tag``); the manifest goes last."""
+    ref = ImageRef.parse(to)
+    image = read_layout(layout_dir)
+    base_name = json.loads(image.manifest).get("annotations", {}).get("org.opencontainers.image.base.name")
+    mounts: tuple[str, ...] = ()
+    if base_name:
+        try:
+            mounts = _mount_sources(ImageRef.parse(base_name), ref)
+        except EdgepackError:
+            mounts = ()
+    return push_image(registry.client_for(ref), ref, manifest=image.manifest,
+                      manifest_media_type=image.manifest_media_type, blobs=image.blobs, open_blob=image.open_blob,
+                      mount_from=mounts, progress=progress)
+
+
+def run(home: Home, source: str, *, daemon: Any, name: str | None = None, port: int | None = None,
+        env: Mapping[str, str] | None = None, timeout: float = 120.0) -> local.RunResult:
+    """Start an image (OCI layout folder or registry reference) on the local engine and wait until ready."""
+    return local.run(daemon, source, runs_dir=home.runs, name=name, port=port, env=env, timeout=timeout)
+
+
+def stop(home: Home, name: str, *, daemon: Any) -> None:
+    """Stop and remove a local run, and forget its keys."""
+    daemon.stop(name)
+    shutil.rmtree(home.runs / name, ignore_errors=True)
+
+
+def logs(name: str, *, daemon: Any, tail: int | None = None) -> str:
+    """The output of a local run."""
+    return daemon.logs(name, tail=tail)
+
+
+def run_keys(home: Home, name: str) -> dict[str, str]:
+    """The keys of a local run."""
+    return keystore.read_keys(home.runs / name)
+
+
+def regenerate_run_key(home: Home, name: str, which: str) -> dict[str, str]:
+    """Replace one key of a local run; the server picks it up without a restart."""
+    return keystore.regenerate_key(home.runs / name, which)

@@ -1,0 +1,96 @@
+"""The build pipeline: pull the plan's base, learn its platform, resolve dependencies, assemble the image.
+
+Side effects: registry reads (the base image), pip, and cache writes, all through the injected client factory
+and cache. ``build`` is what ``edgepack package`` runs between planning and writing or pushing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from edgepack.build import deps
+from edgepack.build.baseinfo import inspect_base
+from edgepack.build.cache import Cache
+from edgepack.build.image import BuiltImage, PipMaterializer, build_image
+from edgepack.errors import PackagingError
+from edgepack.oci.layer import LayerSpec, entries_from_dir
+from edgepack.oci.plan import ImagePlan, PipLayer
+from edgepack.oci.ref import ImageRef
+from edgepack.registry import pull_image
+
+log = logging.getLogger(__name__)
+
+ClientFactory = Callable[[ImageRef], Any]
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Knobs of a build: the fixed timestamp, an interpreter override and whether to re-resolve dependencies."""
+
+    mtime: int = 0
+    python_version: str | None = None
+    refresh_deps: bool = False
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """A built image with the base it was built on and the platform its dependencies were chosen for."""
+
+    image: BuiltImage
+    base: Any
+    platform: deps.PythonPlatform
+
+
+def pull_base(plan: ImagePlan, *, cache: Cache, client_for: ClientFactory) -> Any:
+    """Pull the plan's base image into the cache (blobs already cached are not fetched again)."""
+    ref = ImageRef.parse(plan.base_image)
+    log.info("pulling base image %s", ref)
+    return pull_image(client_for(ref), ref, cache_dir=cache.root, platform=plan.platform)
+
+
+def base_platform(base: Any, *, cache: Cache, python_version: str | None) -> deps.PythonPlatform:
+    """The Python and glibc the base provides, read from its layers.
+
+    Raises:
+        PackagingError: the base has no python3 (and none was named) or is not a glibc system.
+    """
+    info = inspect_base(base.config, [base.blob_path(d.digest) for d in base.layers], cache=cache,
+                        manifest_digest=base.ref.digest)
+    version = python_version or info.python_version
+    if version is None:
+        raise PackagingError(f"inspecting base image '{base.ref}': no python3 interpreter found in its layers",
+                             hint="Use a base image with Python 3 installed, or pass --python-version.")
+    if info.glibc is None:
+        raise PackagingError(f"inspecting base image '{base.ref}': no glibc found (musl-based images cannot use "
+                             "manylinux wheels)", hint="Use a Debian- or Ubuntu-based base image.")
+    return deps.PythonPlatform(python_version=version, arch=info.arch, glibc=info.glibc)
+
+
+def pip_materializer(platform: deps.PythonPlatform, cache: Cache, *, refresh: bool) -> PipMaterializer:
+    """Turn pip layers into (content key, spec factory): resolved and installed once per resolved set."""
+
+    def materialize(layer: PipLayer) -> tuple[str, Callable[[], LayerSpec]]:
+        resolved = deps.resolve(layer.requirements, platform, cache, refresh=refresh)
+        log.info("dependencies: %s", ", ".join(resolved.pins))
+        site = deps.install(resolved, platform, cache)
+        key = "pip-" + resolved.key(platform) + "-" + layer.dest.replace("/", "_")
+        return key, lambda: LayerSpec(layer.name, entries_from_dir(site, layer.dest), comment=layer.comment)
+
+    return materialize
+
+
+def build(plan: ImagePlan, *, cache: Cache, client_for: ClientFactory, options: BuildOptions) -> BuildResult:
+    """Build ``plan`` without a daemon; every blob of the result is in ``cache``."""
+    base = pull_base(plan, cache=cache, client_for=client_for)
+    platform = base_platform(base, cache=cache, python_version=options.python_version)
+    image = build_image(plan, base=base, cache=cache, mtime=options.mtime,
+                        materialize_pip=pip_materializer(platform, cache, refresh=options.refresh_deps))
+    return BuildResult(image=image, base=base, platform=platform)
+
+
+def layer_specs(plan: ImagePlan, result: BuildResult, cache: Cache) -> list[LayerSpec]:
+    """Every layer of ``plan`` as a file list, pip layers included (for the Dockerfile context)."""
+    materialize = pip_materializer(result.platform, cache, refresh=False)
+    return [layer if isinstance(layer, LayerSpec) else materialize(layer)[1]() for layer in plan.layers]

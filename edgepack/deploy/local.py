@@ -1,0 +1,103 @@
+"""Local runs on a Docker engine: load or pull an image, start it with its target's local command, wait.
+
+Side effects: the Docker engine (through ``edgepack.daemon``) and the run's keys folder. How to start and probe
+an image is read from its own labels (``io.edgepack.*``), so any edgepack image runs the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from edgepack.deploy import keys as keystore
+from edgepack.errors import EdgepackError
+from edgepack.oci.layout import read_layout
+
+KEYS_MOUNT = "/run/edgepack"
+MANAGED_LABEL = "io.edgepack.managed"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A started container: where to send scoring requests and with which keys."""
+
+    name: str
+    image: str
+    target: str
+    url: str
+    health_url: str
+    auth: str
+    keys: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form for ``--json``."""
+        return {"name": self.name, "image": self.image, "target": self.target, "url": self.url,
+                "health_url": self.health_url, "auth": self.auth, "keys": self.keys}
+
+
+def _layout_labels(layout_dir: Path) -> tuple[str, dict[str, str]]:
+    image = read_layout(layout_dir)
+    config = json.loads(image.blob_path(image.config.digest).read_bytes())
+    labels = (config.get("config") or {}).get("Labels") or {}
+    return image.manifest_digest, labels
+
+
+def _default_name(labels: Mapping[str, str], digest: str) -> str:
+    model = labels.get("io.edgepack.model.name", "image")
+    raw = f"edgepack-{model}-{labels.get('io.edgepack.target', 'run')}-{digest.split(':')[-1][:8]}"
+    return re.sub(r"[^a-zA-Z0-9_.-]", "-", raw)
+
+
+def resolve_image(daemon: Any, source: str) -> tuple[str, dict[str, str], str]:
+    """Make ``source`` (an OCI layout folder or a registry reference) available to the engine.
+
+    Returns (image name for the engine, the image's labels, its digest).
+    """
+    path = Path(source)
+    if path.is_dir():
+        digest, labels = _layout_labels(path)
+        tag = f"edgepack.local/{labels.get('io.edgepack.model.name', 'image').lower()}:{digest.split(':')[1][:16]}"
+        daemon.load_layout(path, tag)
+        return tag, labels, digest
+    daemon.pull(source)
+    attrs = daemon.inspect_image(source)
+    labels = (attrs.get("Config") or {}).get("Labels") or {}
+    digests = attrs.get("RepoDigests") or [attrs.get("Id", "")]
+    return source, labels, digests[0].split("@")[-1]
+
+
+def run(daemon: Any, source: str, *, runs_dir: Path, name: str | None = None, port: int | None = None,
+        env: Mapping[str, str] | None = None, timeout: float = 120.0) -> RunResult:
+    """Start ``source`` detached, wait until it is ready, and return its URL and keys.
+
+    Raises:
+        EdgepackError: the image was not built by edgepack (no run labels).
+        DaemonError: the engine failed, the name is taken, or the container died before it was ready.
+    """
+    image, labels, digest = resolve_image(daemon, source)
+    if "io.edgepack.port" not in labels:
+        raise EdgepackError(f"running '{source}': the image carries no edgepack run labels",
+                            hint="Run images made by 'edgepack package'.")
+    name = name or _default_name(labels, digest)
+    container_port = int(labels["io.edgepack.port"])
+    auth = labels.get("io.edgepack.auth", "none")
+    run_env = dict(env or {})
+    volumes: dict[str, str] = {}
+    keys: dict[str, str] = {}
+    if auth not in ("none", "anonymous"):
+        folder = runs_dir / name
+        keys = keystore.create_keys(folder)
+        volumes[str(folder)] = KEYS_MOUNT
+        run_env["EDGEPACK_KEYS_FILE"] = f"{KEYS_MOUNT}/{keystore.KEYS_FILE}"
+    command = json.loads(labels["io.edgepack.local-command"]) if "io.edgepack.local-command" in labels else None
+    running = daemon.run(image, name=name, ports={container_port: port}, env=run_env, command=command,
+                         labels={MANAGED_LABEL: "true", "io.edgepack.source": source}, volumes=volumes)
+    base = f"http://127.0.0.1:{running.host_ports[container_port]}"
+    health = base + labels.get("io.edgepack.ready-path", "/")
+    daemon.wait_ready(health, timeout=timeout, container_name=name)
+    return RunResult(name=name, image=image, target=labels.get("io.edgepack.target", ""),
+                     url=base + labels.get("io.edgepack.score-path", "/score"), health_url=health, auth=auth,
+                     keys=keys)
