@@ -1,0 +1,293 @@
+"""The ``edgepack`` command line: parse, call ``edgepack.api``, print. The one place errors become exit codes.
+
+Results go to stdout (one reference or URL per line, or JSON with ``--json``); progress and logs go to stderr.
+Environment variables are read here and nowhere else in the library: ``EDGEPACK_HOME``, ``SOURCE_DATE_EPOCH``,
+``EDGEPACK_REGISTRY_USERNAME`` / ``EDGEPACK_REGISTRY_PASSWORD``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from edgepack import __version__, api
+from edgepack.build.builder import BuildOptions
+from edgepack.errors import EdgepackError
+from edgepack.home import Home
+from edgepack.targets import TARGET_NAMES, parse_target
+
+
+def _home() -> Home:
+    return Home(Path(os.environ.get("EDGEPACK_HOME") or Path.home() / ".edgepack"))
+
+
+def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
+    out = {}
+    for value in values:
+        key, sep, val = value.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected K=V, got '{value}'", param_hint=option)
+        out[key] = val
+    return out
+
+
+def _emit(data: Any, as_json: bool, text: str) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True) if as_json else text)
+
+
+def _registry_options(username: str | None, ca_file: str | None, insecure_http: bool) -> api.RegistryOptions:
+    password = os.environ.get("EDGEPACK_REGISTRY_PASSWORD")
+    username = username or os.environ.get("EDGEPACK_REGISTRY_USERNAME")
+    return api.RegistryOptions(username=username, password=password if username else None, ca_file=ca_file,
+                               insecure_http=insecure_http)
+
+
+def _registry_flags(func):
+    func = click.option("--insecure-http", is_flag=True,
+                        help="Allow plain HTTP to a non-loopback registry (loopback is allowed anyway).")(func)
+    func = click.option("--ca-file", type=click.Path(exists=True, dir_okay=False),
+                        help="Trust this CA bundle for the registry's TLS certificate.")(func)
+    func = click.option("--registry-username", metavar="USER",
+                        help="Registry user; the password comes from EDGEPACK_REGISTRY_PASSWORD. "
+                             "Without it, ~/.docker/config.json (auths, credHelpers, credsStore) is used.")(func)
+    return func
+
+
+def _progress():
+    """A push progress callback drawing on stderr, or None when stderr is not a terminal."""
+    if not sys.stderr.isatty():
+        return None, None
+    from rich.progress import Progress  # imported lazily: only interactive pushes draw bars
+
+    bar = Progress(transient=True, console=None)
+    tasks: dict[str, Any] = {}
+
+    def update(digest: str, sent: int, total: int) -> None:
+        if digest not in tasks:
+            tasks[digest] = bar.add_task(digest[7:19], total=total)
+        bar.update(tasks[digest], completed=sent)
+
+    return bar, update
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgepack")
+@click.option("-v", "--verbose", count=True, help="More progress on stderr (-vv for debug).")
+def cli(verbose: int) -> None:
+    """Package registered ML models as OCI images for Azure Functions, IoT Edge, FPGA and web services."""
+    level = logging.WARNING - 10 * min(verbose + 1, 2)
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(message)s")
+
+
+@cli.group()
+def model() -> None:
+    """Register and manage models in the local store ($EDGEPACK_HOME/models)."""
+
+
+@model.command("register")
+@click.argument("name")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--tag", "tags", multiple=True, metavar="K=V", help="A tag; repeatable.")
+@click.option("--description", default="", help="Free text stored with the version.")
+@click.option("--json", "as_json", is_flag=True, help="Print the registered model as JSON.")
+def model_register(name: str, path: Path, tags: tuple[str, ...], description: str, as_json: bool) -> None:
+    """Register PATH (a file or folder) as the next version of NAME; prints NAME:VERSION and the sha256."""
+    artifact = api.register_model(_home(), name, path, tags=_pairs(tags, "--tag"), description=description)
+    _emit(artifact.to_dict(), as_json, f"{artifact.ref} sha256:{artifact.sha256}")
+
+
+@model.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def model_list(as_json: bool) -> None:
+    """List every registered model version."""
+    models = api.list_models(_home())
+    text = "\n".join(f"{m.ref}\t{m.format}\tsha256:{m.sha256[:12]}\t{m.created}" for m in models)
+    _emit([m.to_dict() for m in models], as_json, text)
+
+
+@model.command("show")
+@click.argument("ref", metavar="NAME[:VERSION]")
+def model_show(ref: str) -> None:
+    """Show one model version as JSON (the latest when no version is given)."""
+    click.echo(json.dumps(api.get_model(_home(), ref).to_dict(), indent=2, sort_keys=True))
+
+
+@model.command("download")
+@click.argument("ref", metavar="NAME[:VERSION]")
+@click.argument("dest", type=click.Path(path_type=Path))
+def model_download(ref: str, dest: Path) -> None:
+    """Copy a model version's files to DEST."""
+    artifact = api.download_model(_home(), ref, dest)
+    click.echo(f"{artifact.ref} -> {dest}")
+
+
+@model.command("delete")
+@click.argument("ref", metavar="NAME[:VERSION]")
+def model_delete(ref: str) -> None:
+    """Delete one version, or every version of NAME when no version is given."""
+    api.delete_model(_home(), ref)
+    click.echo(f"deleted {ref}")
+
+
+def _target_options(func):
+    func = click.option("--base-image", metavar="REF", help="Override the target's default base image.")(func)
+    func = click.option("--no-auth", is_flag=True, help="webservice: serve without key authentication.")(func)
+    func = click.option("--auth-level", type=click.Choice(["anonymous", "function", "admin"]),
+                        help="functions-http: the function's auth level (default function).")(func)
+    func = click.option("--target", "target_name", required=True, type=click.Choice(TARGET_NAMES),
+                        help="Where the image will run.")(func)
+    func = click.option("--inference-config", "config_path", required=True, type=click.Path(path_type=Path),
+                        help="inferenceconfig.json (Azure ML keys) or a YAML equivalent.")(func)
+    func = click.option("--model", "model_ref", required=True, metavar="NAME[:VERSION]",
+                        help="A registered model; the latest version when none is given.")(func)
+    return func
+
+
+@cli.command("plan")
+@_target_options
+def plan_cmd(model_ref: str, config_path: Path, target_name: str, auth_level: str | None, no_auth: bool,
+             base_image: str | None) -> None:
+    """Print the ImagePlan as JSON without building anything (a dry run)."""
+    target = parse_target(target_name, auth_level=auth_level, no_auth=no_auth)
+    image_plan = api.plan(_home(), model_ref=model_ref, config_path=config_path, target=target, base_image=base_image)
+    click.echo(json.dumps(image_plan.to_dict(), indent=2))
+
+
+@cli.command("package")
+@_target_options
+@click.option("--tag", metavar="REGISTRY/REPO:TAG", help="Name of the image (required with --push).")
+@click.option("--push", "do_push", is_flag=True, help="Push the image to --tag's registry.")
+@click.option("--output", type=click.Path(path_type=Path), help="Write the image as an OCI image layout to DIR.")
+@click.option("--dockerfile-context", type=click.Path(path_type=Path),
+              help="Also write an equivalent Dockerfile build context to DIR.")
+@click.option("--python-version", metavar="X.Y", help="Resolve dependencies for this Python (default: the base's).")
+@click.option("--refresh-deps", is_flag=True, help="Resolve the requirements again instead of reusing the lock.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_registry_flags
+def package_cmd(model_ref: str, config_path: Path, target_name: str, auth_level: str | None, no_auth: bool,
+                base_image: str | None, tag: str | None, do_push: bool, output: Path | None,
+                dockerfile_context: Path | None, python_version: str | None, refresh_deps: bool, as_json: bool,
+                registry_username: str | None, ca_file: str | None, insecure_http: bool) -> None:
+    """Build the image for a model and target; prints the pushed REF@DIGEST or the layout path and digest."""
+    target = parse_target(target_name, auth_level=auth_level, no_auth=no_auth)
+    if output is None and not do_push and dockerfile_context is None:
+        output = Path("edgepack-out") / f"{model_ref.replace(':', '-')}-{target_name}"
+    options = BuildOptions(mtime=int(os.environ.get("SOURCE_DATE_EPOCH") or 0), python_version=python_version,
+                           refresh_deps=refresh_deps)
+    bar, update = _progress()
+    with bar if bar is not None else _nothing():
+        result = api.package(_home(), model_ref=model_ref, config_path=config_path, target=target,
+                             base_image=base_image, output=output, tag=tag, push_image_to_registry=do_push,
+                             dockerfile_context=dockerfile_context,
+                             registry=_registry_options(registry_username, ca_file, insecure_http),
+                             options=options, progress=update)
+    lines = [str(result.pushed.ref)] if result.pushed else []
+    if result.layout:
+        lines.append(f"{result.layout}@{result.digest}")
+    if result.context:
+        lines.append(f"{result.context}/Dockerfile")
+    _emit(result.to_dict(), as_json, "\n".join(lines))
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+@cli.command("push")
+@click.argument("layout_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--to", "to", required=True, metavar="REGISTRY/REPO:TAG")
+@click.option("--json", "as_json", is_flag=True)
+@_registry_flags
+def push_cmd(layout_dir: Path, to: str, as_json: bool, registry_username: str | None, ca_file: str | None,
+             insecure_http: bool) -> None:
+    """Push an OCI image layout; prints REGISTRY/REPO@sha256:..."""
+    bar, update = _progress()
+    with bar if bar is not None else _nothing():
+        result = api.push(layout_dir, to, registry=_registry_options(registry_username, ca_file, insecure_http),
+                          progress=update)
+    data = {"ref": str(result.ref), "uploaded": list(result.uploaded), "skipped": list(result.skipped),
+            "mounted": list(result.mounted), "bytes_sent": result.bytes_sent}
+    _emit(data, as_json, str(result.ref))
+
+
+def _daemon():
+    from edgepack.daemon import DockerDaemon  # docker-py is imported only by commands that need the engine
+
+    return DockerDaemon()
+
+
+@cli.command("run")
+@click.argument("source", metavar="REF_OR_LAYOUT")
+@click.option("--port", type=int, help="Host port (default: a free one).")
+@click.option("--env", "env", multiple=True, metavar="K=V", help="Environment variable for the container.")
+@click.option("--name", help="Container name (default derived from the model and digest).")
+@click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for readiness.")
+@click.option("--json", "as_json", is_flag=True, help="Print URL, name and keys as JSON.")
+def run_cmd(source: str, port: int | None, env: tuple[str, ...], name: str | None, timeout: float,
+            as_json: bool) -> None:
+    """Start an image detached on the local Docker engine; prints the scoring URL once it is ready."""
+    result = api.run(_home(), source, daemon=_daemon(), name=name, port=port, env=_pairs(env, "--env"),
+                     timeout=timeout)
+    if not as_json and result.keys:
+        click.echo(f"name: {result.name}; keys: 'edgepack keys {result.name}'", err=True)
+    _emit(result.to_dict(), as_json, result.url)
+
+
+@cli.command("stop")
+@click.argument("name")
+def stop_cmd(name: str) -> None:
+    """Stop and remove a local run."""
+    api.stop(_home(), name, daemon=_daemon())
+    click.echo(f"stopped {name}")
+
+
+@cli.command("logs")
+@click.argument("name")
+@click.option("--tail", type=int, help="Only the last N lines.")
+def logs_cmd(name: str, tail: int | None) -> None:
+    """Print the output of a local run."""
+    click.echo(api.logs(name, daemon=_daemon(), tail=tail), nl=False)
+
+
+@cli.command("keys")
+@click.argument("name")
+@click.option("--regenerate", type=click.Choice(["primary", "secondary", "master"]),
+              help="Replace this key; the others stay valid and the server needs no restart.")
+def keys_cmd(name: str, regenerate: str | None) -> None:
+    """Print the keys of a local run as JSON."""
+    home = _home()
+    keys = api.regenerate_run_key(home, name, regenerate) if regenerate else api.run_keys(home, name)
+    click.echo(json.dumps(keys, indent=2, sort_keys=True))
+
+
+def main() -> None:
+    """Entry point: run the CLI; edgepack errors print ``error:``/``hint:`` and exit 1, never a traceback."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except EdgepackError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        if exc.hint:
+            click.echo(f"hint: {exc.hint}", err=True)
+        sys.exit(1)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()
