@@ -1,0 +1,63 @@
+"""Deterministic layers: same entries, same bytes; sorted entries, fixed owners and mtimes."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import tarfile
+
+from edgepack.oci.layer import FileEntry, LayerSpec, entries_from_dir, write_layer
+
+
+def _write(spec: LayerSpec, mtime: int = 0) -> tuple[bytes, object]:
+    buf = io.BytesIO()
+    written = write_layer(spec, buf, mtime=mtime)
+    return buf.getvalue(), written
+
+
+def test_same_entries_in_any_order_give_identical_bytes(tmp_path):
+    (tmp_path / "b.txt").write_text("bee")
+    (tmp_path / "a.bin").write_bytes(b"\x00" * 100)
+    one = LayerSpec("x", (FileEntry.from_file("/app/b.txt", tmp_path / "b.txt"),
+                          FileEntry.from_bytes("/app/sub/a.json", b"{}")))
+    two = LayerSpec("x", tuple(reversed(one.entries)))
+    data1, w1 = _write(one)
+    data2, w2 = _write(two)
+    assert data1 == data2
+    assert w1 == w2
+    assert w1.digest == "sha256:" + hashlib.sha256(data1).hexdigest()
+    assert w1.size == len(data1)
+    assert w1.diff_id == "sha256:" + hashlib.sha256(gzip.decompress(data1)).hexdigest()
+    assert one.key(0) == two.key(0) != one.key(1)
+
+
+def test_tar_members_are_sorted_owned_by_root_with_fixed_mtime(tmp_path):
+    src = tmp_path / "run.sh"
+    src.write_text("#!/bin/sh\n")
+    src.chmod(0o775)
+    spec = LayerSpec("x", (FileEntry.from_bytes("/z/last.txt", b"z"), FileEntry.from_file("/a/run.sh", src)))
+    data, _ = _write(spec, mtime=1_700_000_000)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        members = tar.getmembers()
+    assert [m.name for m in members] == ["a", "z", "a/run.sh", "z/last.txt"]
+    assert {(m.uid, m.gid, m.uname, m.gname, m.mtime) for m in members} == {(0, 0, "", "", 1_700_000_000)}
+    assert {m.name: oct(m.mode) for m in members}["a/run.sh"] == oct(0o755)
+    assert {m.name: oct(m.mode) for m in members}["z/last.txt"] == oct(0o644)
+
+
+def test_changing_mtime_or_content_changes_digest(tmp_path):
+    spec = LayerSpec("x", (FileEntry.from_bytes("/f", b"one"),))
+    _, base = _write(spec)
+    _, later = _write(spec, mtime=5)
+    _, other = _write(LayerSpec("x", (FileEntry.from_bytes("/f", b"two"),)))
+    assert len({base.digest, later.digest, other.digest}) == 3
+
+
+def test_entries_from_dir_skips_symlinks(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "mod.py").write_text("x = 1\n")
+    (tmp_path / "link.py").symlink_to("/etc/passwd")
+    entries = entries_from_dir(tmp_path, "/opt/site")
+    assert [e.dest for e in entries] == ["/opt/site/pkg/mod.py"]
+    assert entries[0].sha256 == hashlib.sha256(b"x = 1\n").hexdigest()
