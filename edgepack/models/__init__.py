@@ -1,0 +1,1 @@
+"""Registered models: the ModelArtifact value, ONNX inspection, and the local directory store."""

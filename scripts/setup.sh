@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh Debian 12 machine (run as root): installs and starts what the demo and the
+# tests need: the Docker engine, a distribution registry on 127.0.0.1:5000, and locally made base images.
+# Safe to run again: everything that already answers is left alone. State lives in .dev/ (or $EDGEPACK_DEV_DIR).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DEV="${EDGEPACK_DEV_DIR:-$ROOT/.dev}"
+REGISTRY=127.0.0.1:5000
+BASE_IMAGE="$REGISTRY/edgepack/python:3.11-bookworm"
+FUNCTIONS_BASE_IMAGE="$REGISTRY/edgepack/functions-python:4-python3.11"
+APT_PACKAGES=(docker.io docker-registry skopeo umoci debootstrap apache2-utils openssl curl ca-certificates)
+started=$(date +%s)
+mkdir -p "$DEV"
+
+say() { echo "setup: $*" >&2; }
+
+install_apt() {
+  local missing=()
+  for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  if ((${#missing[@]})); then
+    say "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+install_python() {
+  local stamp="$DEV/pip.stamp" want
+  want="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
+  if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] && python3 -c "import edgepack.cli, onnxruntime, skl2onnx" 2>/dev/null; then
+    return
+  fi
+  say "installing edgepack and its Python dependencies"
+  python3 -m pip install -q --disable-pip-version-check -e "$ROOT[test]"
+  echo "$want" >"$stamp"
+}
+
+wait_for() {  # wait_for SECONDS DESCRIPTION LOGFILE COMMAND...
+  local limit=$1 what=$2 logfile=$3; shift 3
+  for _ in $(seq 1 $((limit * 4))); do
+    "$@" >/dev/null 2>&1 && return 0
+    sleep 0.25
+  done
+  say "$what did not come up in ${limit}s; last lines of $logfile:"
+  tail -n 20 "$logfile" >&2 || true
+  exit 1
+}
+
+start_docker() {
+  docker info >/dev/null 2>&1 && return
+  say "starting dockerd (log: $DEV/dockerd.log)"
+  setsid nohup dockerd >"$DEV/dockerd.log" 2>&1 </dev/null &
+  wait_for 60 "dockerd" "$DEV/dockerd.log" docker info
+}
+
+start_registry() {
+  curl -sf "http://$REGISTRY/v2/" >/dev/null 2>&1 && return
+  mkdir -p "$DEV/registry/data"
+  cat >"$DEV/registry/config.yml" <<YAML
+version: 0.1
+log:
+  level: info
+  accesslog:
+    disabled: false
+storage:
+  filesystem:
+    rootdirectory: $DEV/registry/data
+  delete:
+    enabled: true
+http:
+  addr: $REGISTRY
+YAML
+  say "starting the registry on $REGISTRY (log: $DEV/registry.log)"
+  setsid nohup docker-registry serve "$DEV/registry/config.yml" >"$DEV/registry.log" 2>&1 </dev/null &
+  wait_for 30 "the registry" "$DEV/registry.log" curl -sf "http://$REGISTRY/v2/"
+}
+
+has_image() {  # has_image REF  (asks the registry, not the engine)
+  local ref=$1 repo tag
+  repo="${ref#*/}"; tag="${repo##*:}"; repo="${repo%:*}"
+  curl -sf -o /dev/null -I \
+    -H "Accept: application/vnd.docker.distribution.manifest.v2+json" \
+    -H "Accept: application/vnd.oci.image.manifest.v1+json" \
+    "http://$REGISTRY/v2/$repo/manifests/$tag"
+}
+
+base_images() {
+  if ! has_image "$BASE_IMAGE"; then
+    bash "$ROOT/scripts/make-base-image.sh" "$DEV" "$BASE_IMAGE"
+  fi
+  if ! has_image "$FUNCTIONS_BASE_IMAGE"; then
+    say "building $FUNCTIONS_BASE_IMAGE (stands in for the Azure Functions Python base, which cannot be pulled here)"
+    local ctx="$DEV/functions-base"
+    mkdir -p "$ctx"
+    cat >"$ctx/Dockerfile" <<DOCKERFILE
+FROM $BASE_IMAGE
+RUN mkdir -p /home/site/wwwroot
+ENV AzureWebJobsScriptRoot=/home/site/wwwroot \\
+    AzureFunctionsJobHost__Logging__Console__IsEnabled=true \\
+    FUNCTIONS_WORKER_RUNTIME=python
+WORKDIR /home/site/wwwroot
+DOCKERFILE
+    docker pull -q "$BASE_IMAGE" >/dev/null 2>&1 || true
+    docker build -q -t "$FUNCTIONS_BASE_IMAGE" "$ctx" >"$DEV/functions-base.log" 2>&1 \
+      || { tail -n 20 "$DEV/functions-base.log" >&2; exit 1; }
+    docker push -q "$FUNCTIONS_BASE_IMAGE" >/dev/null
+  fi
+}
+
+install_apt
+install_python
+start_docker
+start_registry
+base_images
+cat >"$DEV/env" <<ENV
+EDGEPACK_DEV_REGISTRY=$REGISTRY
+EDGEPACK_DEV_BASE_IMAGE=$BASE_IMAGE
+EDGEPACK_DEV_FUNCTIONS_BASE_IMAGE=$FUNCTIONS_BASE_IMAGE
+ENV
+say "ready in $(($(date +%s) - started))s: docker engine, registry $REGISTRY, $BASE_IMAGE, $FUNCTIONS_BASE_IMAGE"

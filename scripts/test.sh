@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The test command: set up (idempotent) and run the whole suite, unit and integration, against real services.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+bash scripts/setup.sh
+exec python3 -m pytest -q "$@"
