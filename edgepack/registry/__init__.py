@@ -1,0 +1,9 @@
+"""OCI distribution client: auth (docker config, credential helpers, Basic/Bearer), pull, push and mounts."""
+
+from edgepack.registry.auth import Credentials, find_credentials
+from edgepack.registry.client import RegistryClient
+from edgepack.registry.pull import PulledImage, pull_image, resolve_digest
+from edgepack.registry.push import PushResult, blob_exists, push_image
+
+__all__ = ["Credentials", "find_credentials", "RegistryClient", "PulledImage", "pull_image", "resolve_digest",
+           "PushResult", "blob_exists", "push_image"]

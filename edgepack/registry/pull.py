@@ -1,0 +1,126 @@
+"""Pulling an image into the local content-addressed cache: resolve, pick the platform, verify every blob.
+
+Side effects: HTTP to the registry and files under ``cache_dir/blobs/sha256``. A blob is downloaded to a
+temporary file, checked against its digest and size, then renamed into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from edgepack.errors import RegistryError
+from edgepack.oci.descriptor import INDEX_TYPES, MANIFEST_TYPES, Descriptor, sha256_digest
+from edgepack.oci.ref import ImageRef
+from edgepack.registry.client import RegistryClient
+
+ACCEPT = ", ".join((*MANIFEST_TYPES, *INDEX_TYPES))
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class PulledImage:
+    """An image whose config and layers are in the cache, pinned by digest."""
+
+    ref: ImageRef
+    manifest: dict[str, Any]
+    manifest_bytes: bytes
+    manifest_media_type: str
+    config: dict[str, Any]
+    config_descriptor: Descriptor
+    layers: tuple[Descriptor, ...]
+    blob_dir: Path
+
+    def blob_path(self, digest: str) -> Path:
+        """Where a blob of this image is cached."""
+        return self.blob_dir / digest.split(":", 1)[1]
+
+
+def _scope(ref: ImageRef) -> str:
+    return f"repository:{ref.repository}:pull"
+
+
+def _get_manifest(client: RegistryClient, ref: ImageRef, reference: str) -> tuple[bytes, str]:
+    resp = client.request("GET", f"/v2/{ref.repository}/manifests/{reference}", scope=_scope(ref),
+                          action=f"pulling '{ref}'", headers={"Accept": ACCEPT})
+    body = resp.content
+    media = resp.headers.get("Content-Type", "").split(";")[0] or json.loads(body).get("mediaType", "")
+    if reference.startswith("sha256:") and sha256_digest(body) != reference:
+        raise RegistryError(f"pulling '{ref}': manifest digest mismatch", hint="The registry served altered content.")
+    return body, media
+
+
+def resolve_digest(client: RegistryClient, ref: ImageRef) -> str:
+    """The digest a tag points to now (of the index when the tag names a multi-platform image)."""
+    body, _ = _get_manifest(client, ref, ref.reference)
+    return sha256_digest(body)
+
+
+def _pick_platform(ref: ImageRef, index: dict[str, Any], platform: str) -> str:
+    os_name, _, arch = platform.partition("/")
+    arch, _, variant = arch.partition("/")
+    seen = []
+    for entry in index.get("manifests", []):
+        plat = entry.get("platform") or {}
+        seen.append(f"{plat.get('os')}/{plat.get('architecture')}")
+        if plat.get("os") == os_name and plat.get("architecture") == arch and (not variant or plat.get("variant") == variant):
+            return entry["digest"]
+    raise RegistryError(f"pulling '{ref}': no image for platform {platform}",
+                        hint=f"Available platforms: {', '.join(seen) or 'none'}; choose another base image.")
+
+
+def _download(client: RegistryClient, ref: ImageRef, desc: Descriptor, blob_dir: Path,
+              progress: Progress | None) -> None:
+    final = blob_dir / desc.digest.split(":", 1)[1]
+    if final.is_file() and final.stat().st_size == desc.size:
+        return
+    action = f"pulling blob {desc.digest[:19]} of '{ref}'"
+    resp = client.request("GET", f"/v2/{ref.repository}/blobs/{desc.digest}", scope=_scope(ref), action=action)
+    fd, tmp = tempfile.mkstemp(dir=blob_dir, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            data = resp.content
+            f.write(data)
+        if hashlib.sha256(data).hexdigest() != desc.digest.split(":", 1)[1] or len(data) != desc.size:
+            raise RegistryError(f"{action}: content does not match its digest or size",
+                                hint="Try again; if it persists the registry's storage is damaged.")
+        if progress:
+            progress(desc.digest, desc.size, desc.size)
+        os.replace(tmp, final)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def pull_image(client: RegistryClient, ref: ImageRef, *, cache_dir: Path, platform: str = "linux/amd64",
+               progress: Progress | None = None) -> PulledImage:
+    """Pull ``ref`` for ``platform`` into ``cache_dir``; blobs already cached are not downloaded again.
+
+    Raises:
+        RegistryError: the reference, platform or a blob cannot be had, or content does not verify.
+    """
+    body, media = _get_manifest(client, ref, ref.reference)
+    manifest = json.loads(body)
+    media = media or manifest.get("mediaType", "")
+    if media in INDEX_TYPES or "manifests" in manifest:
+        digest = _pick_platform(ref, manifest, platform)
+        body, media = _get_manifest(client, ref, digest)
+        manifest = json.loads(body)
+    if media not in MANIFEST_TYPES and manifest.get("mediaType") not in MANIFEST_TYPES:
+        raise RegistryError(f"pulling '{ref}': unsupported manifest type '{media}'",
+                            hint="Use an image built for Docker or OCI runtimes.")
+    blob_dir = cache_dir / "blobs" / "sha256"
+    blob_dir.mkdir(parents=True, exist_ok=True)
+    config_desc = Descriptor.from_dict(manifest["config"])
+    layers = tuple(Descriptor.from_dict(d) for d in manifest["layers"])
+    for desc in (config_desc, *layers):
+        _download(client, ref, desc, blob_dir, progress)
+    config = json.loads((blob_dir / config_desc.digest.split(":", 1)[1]).read_bytes())
+    return PulledImage(ref=ref.with_digest(sha256_digest(body)), manifest=manifest, manifest_bytes=body,
+                       manifest_media_type=media or manifest.get("mediaType", ""), config=config,
+                       config_descriptor=config_desc, layers=layers, blob_dir=blob_dir)
