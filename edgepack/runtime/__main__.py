@@ -1,0 +1,66 @@
+"""``python -m edgepack.runtime``: start the scoring web server of an image.
+
+Listens at once (so liveness answers), then loads the entry script in the background; if ``init()`` fails
+the process exits non-zero with the error logged, and readiness never turns 200.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import threading
+
+from edgepack.runtime.keys import KeyRing
+from edgepack.runtime.scoring import Runtime
+from edgepack.runtime.server import ScoringServer, serve
+from edgepack.runtime.settings import RuntimeConfig, RuntimeSetupError
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the server until interrupted; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="python -m edgepack.runtime", description=__doc__)
+    parser.add_argument("--host", default=os.environ.get("EDGEPACK_HOST", "0.0.0.0"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("EDGEPACK_PORT", "5001")))
+    parser.add_argument("--config", default=None, help="runtime.json (default $EDGEPACK_RUNTIME_CONFIG)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
+    log = logging.getLogger("edgepack.runtime")
+    try:
+        config = RuntimeConfig.from_file(args.config)
+        keys = KeyRing()
+        if config.auth_enabled and not keys.configured():
+            raise RuntimeSetupError("key authentication is enabled but no keys are configured: set "
+                                    "EDGEPACK_KEYS_FILE or EDGEPACK_PRIMARY_KEY (edgepack run does this)")
+    except RuntimeSetupError as exc:
+        log.error("cannot start: %s", exc)
+        return 2
+    runtime = Runtime(config)
+    server = ScoringServer(runtime, keys, auth_enabled=config.auth_enabled)
+    return asyncio.run(_run(server, runtime, args.host, args.port, log))
+
+
+async def _run(server: ScoringServer, runtime: Runtime, host: str, port: int, log: logging.Logger) -> int:
+    listener = await serve(server, host, port)
+    log.info("listening on %s:%d", host, port)
+    failed = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def load() -> None:
+        try:
+            runtime.start()
+            log.info("model loaded; ready")
+        except RuntimeSetupError as exc:
+            log.error("init failed: %s", exc, exc_info=exc.__cause__)
+            loop.call_soon_threadsafe(failed.set)
+
+    threading.Thread(target=load, name="init", daemon=True).start()
+    async with listener:
+        await failed.wait()
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

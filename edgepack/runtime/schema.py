@@ -1,0 +1,72 @@
+"""Request schemas from samples: infer a JSON schema, validate requests against it, describe it as OpenAPI 3."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def infer_schema(sample: Any) -> dict[str, Any]:
+    """A JSON schema that ``sample`` satisfies: object keys required, array items from the first element."""
+    if isinstance(sample, bool):
+        return {"type": "boolean"}
+    if isinstance(sample, int):
+        return {"type": "number"}  # a client may send 1.5 where the sample had 1
+    if isinstance(sample, float):
+        return {"type": "number"}
+    if isinstance(sample, str):
+        return {"type": "string"}
+    if isinstance(sample, list):
+        return {"type": "array", "items": infer_schema(sample[0])} if sample else {"type": "array"}
+    if isinstance(sample, dict):
+        return {"type": "object", "required": sorted(sample),
+                "properties": {k: infer_schema(v) for k, v in sample.items()}}
+    return {}
+
+
+_TYPES = {"boolean": (bool,), "number": (int, float), "string": (str,), "array": (list,), "object": (dict,)}
+
+
+def validate(value: Any, schema: dict[str, Any], path: str = "$") -> str | None:
+    """The first problem of ``value`` against ``schema`` as ``"<path>: <problem>"``, or None when it fits."""
+    kind = schema.get("type")
+    if kind:
+        wanted = _TYPES[kind]
+        if not isinstance(value, wanted) or (kind == "number" and isinstance(value, bool)):
+            return f"{path}: expected {kind}, got {_name(value)}"
+    if kind == "object":
+        for key in schema.get("required", ()):
+            if key not in value:
+                return f"{path}: missing required field '{key}'"
+        for key, sub in schema.get("properties", {}).items():
+            if key in value and (problem := validate(value[key], sub, f"{path}.{key}")):
+                return problem
+    if kind == "array" and "items" in schema:
+        for i, item in enumerate(value):
+            if problem := validate(item, schema["items"], f"{path}[{i}]"):
+                return problem
+    return None
+
+
+def _name(value: Any) -> str:
+    return {bool: "boolean", int: "number", float: "number", str: "string", list: "array", dict: "object",
+            type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def openapi(input_sample: Any, output_sample: Any, *, title: str, version: str, path: str = "/score") -> dict[str, Any]:
+    """An OpenAPI 3 document for the scoring endpoint, with the samples as examples."""
+    request = {"schema": infer_schema(input_sample), "example": input_sample}
+    responses: dict[str, Any] = {
+        "200": {"description": "Scores", "content": {"application/json": (
+            {"schema": infer_schema(output_sample), "example": output_sample} if output_sample is not None else {})}},
+        "400": {"description": "The request is not valid JSON or does not match the schema"},
+        "401": {"description": "Missing or wrong key"},
+        "413": {"description": "The request body is too large"},
+        "500": {"description": "The entry script failed; the body carries an error id"},
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": title, "version": version},
+        "paths": {path: {"post": {"requestBody": {"required": True, "content": {"application/json": request}},
+                                  "responses": responses}}},
+        "components": {"securitySchemes": {"key": {"type": "http", "scheme": "bearer"}}},
+    }

@@ -1,0 +1,68 @@
+"""``python -m triggers --script-root DIR [--port N]``: the local Functions host for an edgepack function app.
+
+Indexes DIR/function_app.py with azure-functions' own ``get_functions()``, prints each function's bindings,
+then serves the HTTP-triggered ones (route prefix from host.json, default ``/api``). ``GET /`` answers 200 once
+indexing succeeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+
+from edgepack.runtime.keys import KeyRing
+from triggers.host import IndexError_, function_json, load_app
+from triggers.http import HttpFunctions, HttpHost
+
+
+def _route_prefix(script_root: str) -> str:
+    try:
+        with open(os.path.join(script_root, "host.json"), encoding="utf-8") as f:
+            return json.load(f).get("extensions", {}).get("http", {}).get("routePrefix", "api")
+    except (OSError, ValueError):
+        return "api"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Index the app and serve it until interrupted; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="python -m triggers", description=__doc__)
+    parser.add_argument("--script-root", default=os.environ.get("AzureWebJobsScriptRoot", "/home/site/wwwroot"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("EDGEPACK_PORT", "80")))
+    parser.add_argument("--host", default="0.0.0.0")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
+    log = logging.getLogger("triggers")
+    try:
+        functions = load_app(args.script_root)
+    except IndexError_ as exc:
+        log.error("cannot start: %s", exc)
+        return 2
+    for fn in functions:
+        log.info("indexed %s: %s", fn.name, json.dumps(function_json(fn)["bindings"]))
+    keys = KeyRing()
+    routes = HttpFunctions(functions, keys, prefix=_route_prefix(args.script_root))
+    if routes.needs_keys() and not keys.configured():
+        log.error("cannot start: a function requires a key but no keys are configured: set EDGEPACK_KEYS_FILE "
+                  "or EDGEPACK_PRIMARY_KEY (edgepack run does this)")
+        return 2
+    other = [fn.name for fn in functions if fn.trigger["type"] != "httpTrigger"]
+    if other:
+        log.warning("not served by this host yet (non-HTTP triggers): %s", ", ".join(other))
+    host = HttpHost(routes, functions)
+    return asyncio.run(_serve(host, args.host, args.port, log))
+
+
+async def _serve(host: HttpHost, address: str, port: int, log: logging.Logger) -> int:
+    server = await asyncio.start_server(host.handle, address, port, backlog=1024)
+    log.info("serving %d function(s) on %s:%d", len(host.functions), address, port)
+    async with server:
+        await server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

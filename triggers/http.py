@@ -1,0 +1,169 @@
+"""Serving HTTP-triggered functions locally: routes with ``{param}`` templates, methods, auth levels and keys.
+
+Keys: auth level ``function`` accepts the primary, secondary or master key, ``admin`` only the master key,
+sent as the ``x-functions-key`` header or the ``code`` query parameter; keys are compared in constant time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import re
+import time
+import traceback
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import parse_qsl
+
+import azure.functions as func
+
+from edgepack.runtime.keys import KeyRing
+from edgepack.runtime.scoring import ScoreResult, error_result
+from edgepack.runtime.server import Request, encode, json_result, read_head
+from triggers.host import IndexedFunction
+
+log = logging.getLogger("triggers.http")
+LEVEL_KEYS = {"ANONYMOUS": (), "FUNCTION": ("primary", "secondary", "master"), "ADMIN": ("master",)}
+
+
+def route_regex(template: str) -> re.Pattern[str]:
+    """Compile an ASP.NET-style route template (``items/{id:int?}``) into a regex with named groups."""
+    out, pos = "", 0
+    for m in re.finditer(r"/?\{(\*?)(\w+)(?::[^}?]*)?(\?)?\}", template):
+        out += re.escape(template[pos:m.start()])
+        slash = "/" if m.group(0).startswith("/") else ""
+        body = ".+" if m.group(1) else "[^/]+"
+        piece = f"{re.escape(slash)}(?P<{m.group(2)}>{body})"
+        out += f"(?:{piece})?" if m.group(3) else piece
+        pos = m.end()
+    return re.compile("^" + out + re.escape(template[pos:]) + "/?$", re.IGNORECASE)
+
+
+class HttpFunctions:
+    """The HTTP routes of an indexed app."""
+
+    def __init__(self, functions: list[IndexedFunction], keys: KeyRing, *, prefix: str = "api") -> None:
+        self.keys = keys
+        self.prefix = prefix.strip("/")
+        self.routes = []
+        for fn in functions:
+            trig = fn.trigger
+            if trig["type"] != "httpTrigger":
+                continue
+            methods = tuple(m.upper() for m in trig.get("methods") or ())
+            self.routes.append((route_regex(trig.get("route") or fn.name), methods, trig.get("authLevel", "FUNCTION"), fn))
+        self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="fn")
+
+    def needs_keys(self) -> bool:
+        """True when a route requires a key."""
+        return any(level != "ANONYMOUS" for _, _, level, _ in self.routes)
+
+    def match(self, request: Request) -> tuple[ScoreResult | None, Any]:
+        """Find the function for a request: (error, None) or (None, (fn, route params))."""
+        path = request.path.strip("/")
+        if self.prefix:
+            if not (path == self.prefix or path.startswith(self.prefix + "/")):
+                return error_result(404, f"no function at '{request.path}'"), None
+            path = path[len(self.prefix):].strip("/")
+        allowed: list[str] = []
+        for regex, methods, level, fn in self.routes:
+            m = regex.match(path)
+            if not m:
+                continue
+            if methods and request.method not in methods:
+                allowed += methods
+                continue
+            if not self._authorized(request, level):
+                return error_result(401, f"missing or wrong key for function '{fn.name}': send it as the "
+                                         "x-functions-key header or the code query parameter"), None
+            return None, (fn, {k: v for k, v in m.groupdict().items() if v is not None})
+        if allowed:
+            result = error_result(405, f"method {request.method} is not allowed on '{request.path}'")
+            result.headers["Allow"] = ", ".join(sorted(set(allowed)))
+            return result, None
+        return error_result(404, f"no function at '{request.path}'"), None
+
+    def _authorized(self, request: Request, level: str) -> bool:
+        names = LEVEL_KEYS.get(level.upper(), LEVEL_KEYS["FUNCTION"])
+        if not names:
+            return True
+        presented = request.headers.get("x-functions-key") or dict(parse_qsl(request.query)).get("code")
+        return self.keys.matches(presented, names)
+
+    def invoke(self, fn: IndexedFunction, request: Request, route_params: dict[str, str]) -> ScoreResult:
+        """Call the user function with a real func.HttpRequest and convert what it returns."""
+        started = time.perf_counter()
+        req = func.HttpRequest(method=request.method, url=f"http://localhost{request.target}",
+                               headers=request.headers, params=dict(parse_qsl(request.query)),
+                               route_params=route_params, body=request.body)
+        try:
+            out = fn.call(req)
+            if inspect.iscoroutine(out):
+                out = asyncio.run(out)
+            result = _convert(out)
+            outcome = "succeeded"
+        except Exception:
+            error_id = uuid.uuid4().hex
+            log.error("function %s failed (error id %s):\n%s", fn.name, error_id, traceback.format_exc())
+            result, outcome = error_result(500, f"function '{fn.name}' failed", error_id=error_id), "failed"
+        log.info("invoked %s: %s, status %d, %.1fms", fn.name, outcome, result.status,
+                 (time.perf_counter() - started) * 1000)
+        return result
+
+
+def _convert(out: Any) -> ScoreResult:
+    if isinstance(out, func.HttpResponse):
+        headers = {k: v for k, v in out.headers.items() if k.lower() not in ("content-type", "content-length")}
+        mime = out.mimetype or "text/plain"
+        if out.charset and mime.startswith("text/"):
+            mime += f"; charset={out.charset}"
+        return ScoreResult(out.status_code, out.get_body(), mime, headers)
+    if isinstance(out, (str, bytes)):
+        return ScoreResult(200, out.encode() if isinstance(out, str) else out, "text/plain")
+    if out is None:
+        return ScoreResult(204, b"", "text/plain")
+    return ScoreResult(200, json.dumps(out).encode())
+
+
+class HttpHost:
+    """The asyncio HTTP front of the local host (reusing the runtime's HTTP/1.1 plumbing)."""
+
+    def __init__(self, routes: HttpFunctions, functions: list[IndexedFunction]) -> None:
+        self.routes, self.functions = routes, functions
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Serve one connection with keep-alive."""
+        try:
+            while True:
+                try:
+                    request = await read_head(reader)
+                except ValueError:
+                    writer.write(encode(error_result(400, "malformed HTTP request"), keep_alive=False))
+                    break
+                if request is None:
+                    break
+                length = int(request.headers.get("content-length") or 0)
+                request.body = await reader.readexactly(length) if length else b""
+                result = await self._respond(request)
+                keep = request.headers.get("connection", "").lower() != "close"
+                writer.write(encode(result, keep_alive=keep))
+                await writer.drain()
+                if not keep:
+                    break
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def _respond(self, request: Request) -> ScoreResult:
+        if request.path in ("", "/") and request.method in ("GET", "HEAD"):
+            return json_result(200, {"status": "alive", "functions": [f.name for f in self.functions]})
+        error, found = self.routes.match(request)
+        if error is not None:
+            return error
+        fn, params = found
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.routes.pool, self.routes.invoke, fn, request, params)
