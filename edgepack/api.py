@@ -49,10 +49,30 @@ class RegistryOptions:
     insecure_http: bool = False
 
     def client_for(self, ref: ImageRef) -> RegistryClient:
-        """A client for ``ref``'s registry with these options."""
+        """A new client for ``ref``'s registry with these options (the caller closes it)."""
         creds = (self.username, self.password or "") if self.username else None
         return RegistryClient(ref.registry, credentials=creds, ca_file=self.ca_file,
                               insecure_http=self.insecure_http)
+
+
+class _Clients:
+    """One client per registry for the length of an API call, closed at the end (connection reuse)."""
+
+    def __init__(self, options: RegistryOptions) -> None:
+        self._options = options
+        self._clients: dict[str, RegistryClient] = {}
+
+    def __call__(self, ref: ImageRef) -> RegistryClient:
+        if ref.registry not in self._clients:
+            self._clients[ref.registry] = self._options.client_for(ref)
+        return self._clients[ref.registry]
+
+    def __enter__(self) -> "_Clients":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for client in self._clients.values():
+            client.close()
 
 
 @dataclass(frozen=True)
@@ -134,8 +154,17 @@ def package(home: Home, *, model_ref: str, config_path: Path, target: Target, ba
     if push_image_to_registry and tag_ref is None:
         raise EdgepackError("packaging with --push: no destination", hint="Pass --tag REGISTRY/REPO:TAG.")
     image_plan = plan(home, model_ref=model_ref, config_path=config_path, target=target, base_image=base_image)
+    with _Clients(registry) as clients:
+        return _package(image_plan, home=home, clients=clients, tag_ref=tag_ref, output=output,
+                        push_image_to_registry=push_image_to_registry, dockerfile_context=dockerfile_context,
+                        options=options, progress=progress)
+
+
+def _package(image_plan: ImagePlan, *, home: Home, clients: _Clients, tag_ref: ImageRef | None, output: Path | None,
+             push_image_to_registry: bool, dockerfile_context: Path | None, options: builder.BuildOptions,
+             progress: Progress | None) -> PackageResult:
     cache = Cache(home.cache)
-    result = builder.build(image_plan, cache=cache, client_for=registry.client_for, options=options)
+    result = builder.build(image_plan, cache=cache, client_for=clients, options=options)
     built = result.image
     layout = None
     if output is not None:
@@ -149,7 +178,7 @@ def package(home: Home, *, model_ref: str, config_path: Path, target: Target, ba
         context = write_context(dockerfile_context, image_plan, str(result.base.ref), specs)
     pushed = None
     if push_image_to_registry and tag_ref is not None:
-        pushed = push_image(registry.client_for(tag_ref), tag_ref, manifest=built.manifest,
+        pushed = push_image(clients(tag_ref), tag_ref, manifest=built.manifest,
                             manifest_media_type=json.loads(built.manifest)["mediaType"], blobs=built.blobs,
                             open_blob=built.open_blob, mount_from=_mount_sources(result.base.ref, tag_ref),
                             progress=progress)
@@ -176,9 +205,10 @@ def push(layout_dir: Path, to: str, *, registry: RegistryOptions = RegistryOptio
             mounts = _mount_sources(ImageRef.parse(base_name), ref)
         except EdgepackError:
             mounts = ()
-    return push_image(registry.client_for(ref), ref, manifest=image.manifest,
-                      manifest_media_type=image.manifest_media_type, blobs=image.blobs, open_blob=image.open_blob,
-                      mount_from=mounts, progress=progress)
+    with _Clients(registry) as clients:
+        return push_image(clients(ref), ref, manifest=image.manifest,
+                          manifest_media_type=image.manifest_media_type, blobs=image.blobs,
+                          open_blob=image.open_blob, mount_from=mounts, progress=progress)
 
 
 def run(home: Home, source: str, *, daemon: Any, name: str | None = None, port: int | None = None,

@@ -81,7 +81,7 @@ def _progress():
 @click.option("-v", "--verbose", count=True, help="More progress on stderr (-vv for debug).")
 def cli(verbose: int) -> None:
     """Package registered ML models as OCI images for Azure Functions, IoT Edge, FPGA and web services."""
-    level = logging.WARNING - 10 * min(verbose + 1, 2)
+    level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, stream=sys.stderr, format="%(message)s")
 
 

@@ -22,7 +22,10 @@ from edgepack.runtime import schema
 from edgepack.runtime.settings import RuntimeConfig, RuntimeSetupError
 
 log = logging.getLogger("edgepack.runtime")
-JSON_TYPES = ("application/json", "text/json", "text/plain", "")
+# Bodies of these types reach run() as bytes (Azure ML's raw-data mode); anything else is JSON text, including
+# curl's default form type and requests without a Content-Type, as Azure ML's server treats them.
+BINARY_PREFIXES = ("application/octet-stream", "application/x-npy", "image/", "audio/", "video/",
+                   "application/x-protobuf", "application/pdf")
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,7 @@ class Runtime:
             return error_result(413, f"request body of {len(body)} bytes exceeds the limit of "
                                      f"{self.config.max_request_bytes} bytes")
         mime = (content_type or "").split(";")[0].strip().lower()
-        if mime in JSON_TYPES or mime.endswith("+json"):
+        if not mime.startswith(BINARY_PREFIXES):
             try:
                 text = body.decode("utf-8")
                 parsed = json.loads(text)
