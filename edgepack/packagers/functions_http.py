@@ -56,7 +56,8 @@ def plan(model: ModelArtifact, config: InferenceConfig, target: FunctionsHttpTar
         base_image=base_image or config.base_image or DEFAULT_BASE,
         layers=(
             PipLayer("python-dependencies",
-                     layers.RUNTIME_REQUIREMENTS + FUNCTION_REQUIREMENTS + tuple(config.pip_requirements),
+                     layers.requirements(layers.RUNTIME_REQUIREMENTS, FUNCTION_REQUIREMENTS,
+                                         config.pip_requirements),
                      layers.SITE_PACKAGES, comment="python dependencies"),
             layers.runtime_layer(with_triggers=True, extra=app_files),
             layers.source_layer(config, SCRIPT_ROOT, reserved=GENERATED),

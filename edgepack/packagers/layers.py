@@ -24,6 +24,11 @@ _SKIP_DIRS = {"__pycache__", ".git", ".venv", "venv", ".mypy_cache", ".pytest_ca
 _SKIP_SUFFIXES = (".pyc", ".pyo")
 
 
+def requirements(*groups: tuple[str, ...]) -> tuple[str, ...]:
+    """Requirement lines of every group in order, each exact line once."""
+    return tuple(dict.fromkeys(line for group in groups for line in group))
+
+
 def _python_files(root: Path, dest: str) -> list[FileEntry]:
     return [FileEntry.from_file(str(PurePosixPath(dest) / p.relative_to(root).as_posix()), p)
             for p in sorted(root.rglob("*")) if p.is_file() and p.suffix in (".py", ".json", ".tmpl")

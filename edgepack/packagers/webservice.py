@@ -23,7 +23,7 @@ def plan(model: ModelArtifact, config: InferenceConfig, target: WebServiceTarget
         target=target.name,
         base_image=base_image or config.base_image or DEFAULT_BASE,
         layers=(
-            PipLayer("python-dependencies", layers.RUNTIME_REQUIREMENTS + tuple(config.pip_requirements),
+            PipLayer("python-dependencies", layers.requirements(layers.RUNTIME_REQUIREMENTS, config.pip_requirements),
                      layers.SITE_PACKAGES, comment="python dependencies"),
             layers.runtime_layer(with_triggers=False),
             layers.source_layer(config, SOURCE_DEST),

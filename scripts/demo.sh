@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The main job: set up (idempotent), then package the bundled digits model as functions-http and webservice,
+# push both to the local registry, run them on the Docker engine and score them against onnxruntime.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+bash scripts/setup.sh
+exec python3 scripts/demo.py "$@"
