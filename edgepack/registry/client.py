@@ -83,8 +83,10 @@ class RegistryClient:
                 try:
                     self._http.get(f"https://{self._ref.api_host}/v2/")
                 except httpx.ConnectError as exc:
-                    # A loopback registry that does not speak TLS: docker treats these as insecure registries too.
-                    if "SSL" in str(exc) or "ssl" in str(exc) or "wrong version" in str(exc):
+                    # A loopback registry that does not speak TLS (docker treats these as insecure registries too).
+                    # A certificate it does not trust is not that: it speaks TLS, so HTTPS stays and fails loudly.
+                    text = str(exc)
+                    if "SSL" in text and "CERTIFICATE_VERIFY_FAILED" not in text:
                         self._scheme = "http"
                 except httpx.HTTPError:
                     pass
@@ -97,11 +99,13 @@ class RegistryClient:
             return {"Authorization": self.credentials.basic()}
         return {}
 
-    def _authenticate(self, response: httpx.Response, scope: str, action: str) -> None:
+    def _authenticate(self, response: httpx.Response, scope: str, action: str, sent: dict[str, str]) -> None:
         challenge = parse_challenge(response.headers.get("WWW-Authenticate", ""))
         creds = self.credentials
         if challenge.scheme == "basic":
-            if creds is None or self._basic:
+            # Refused although Basic credentials were sent: they are wrong. (Another thread may have switched
+            # to Basic meanwhile; then this request simply goes again with them.)
+            if creds is None or sent.get("Authorization", "").startswith("Basic "):
                 raise AuthenticationError(f"{action}: unauthorized: {_describe(response)}",
                                           hint=_login_hint(self.registry))
             self._basic = True
@@ -146,10 +150,13 @@ class RegistryClient:
         while True:
             try:
                 body = content() if callable(content) else content
-                response = self._http.request(method, self.url(path), content=body,
-                                              headers={**(headers or {}), **self._auth_header(scope)})
+                auth = self._auth_header(scope)
+                response = self._http.request(method, self.url(path), content=body, headers={**(headers or {}), **auth})
             except httpx.TransportError as exc:
                 attempt += 1
+                if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                    raise RegistryError(f"{action}: the TLS certificate of '{self.registry}' is not trusted: {exc}",
+                                        hint="Pass --ca-file with the CA that signed the registry's certificate.") from exc
                 if attempt < attempts:
                     log.info("%s: %s; retrying", action, exc)
                     time.sleep(self._backoff * 2 ** (attempt - 1))
@@ -157,7 +164,7 @@ class RegistryClient:
                 raise RegistryError(f"{action}: cannot reach '{self.registry}': {exc}",
                                     hint="Check that the registry is running and the address is right.") from exc
             if response.status_code == 401 and not authed:
-                self._authenticate(response, scope, action)
+                self._authenticate(response, scope, action, auth)
                 authed = True
                 continue
             if response.status_code in ok:
