@@ -1,0 +1,177 @@
+"""The scoring web server with a real entry script and onnxruntime, over real loopback HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from edgepack.runtime.keys import KeyRing
+from edgepack.runtime.scoring import Runtime
+from edgepack.runtime.server import ScoringServer, serve
+from edgepack.runtime.settings import RuntimeConfig
+from tests.project import SCORE_PY, expected, make_model
+
+SLOW_INIT = SCORE_PY.replace("def init():\n", "def init():\n    import time; time.sleep(float(os.getenv('SLOW', '0')))\n")
+RAW_SCRIPT = '''
+def init():
+    pass
+
+def run(raw):
+    if isinstance(raw, bytes):
+        return {"kind": "bytes", "length": len(raw), "first": raw[0]}
+    if "boom" in raw:
+        raise RuntimeError("secret internal detail")
+    return {"kind": "str", "echo": raw}
+'''
+
+
+def _start(runtime: Runtime, keys: KeyRing, auth: bool, init: bool = True):
+    """Serve on a free loopback port from a thread running its own event loop; returns (url, handle)."""
+    server = ScoringServer(runtime, keys, auth_enabled=auth)
+    state: dict = {}
+    started = threading.Event()
+
+    async def main() -> None:
+        state["loop"], state["stop"] = asyncio.get_running_loop(), asyncio.Event()
+        listener = await serve(server, "127.0.0.1", 0)
+        state["port"] = listener.sockets[0].getsockname()[1]
+        started.set()
+        async with listener:
+            await state["stop"].wait()
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    thread.start()
+    started.wait(5)
+    if init:
+        threading.Thread(target=runtime.start, daemon=True).start()
+    return f"http://127.0.0.1:{state['port']}", (state, thread, server)
+
+
+def _stop(handle):
+    state, thread, server = handle
+    state["loop"].call_soon_threadsafe(state["stop"].set)
+    thread.join(5)
+    server.pool.shutdown()
+
+
+def _config(tmp_path, script: str, **extra) -> RuntimeConfig:
+    src = tmp_path / "src"
+    src.mkdir(exist_ok=True)
+    (src / "score.py").write_text(script)
+    model_dir = tmp_path / "model"
+    make_model(model_dir / "model.onnx", seed=7)
+    return RuntimeConfig(entry_script=str(src / "score.py"), source_dir=str(src), model_dir=str(model_dir),
+                         model={"name": "m", "version": 1, "sha256": "x"}, **extra)
+
+
+def _wait_ready(client: httpx.Client) -> None:
+    for _ in range(200):
+        if client.get("/health").status_code == 200:
+            return
+        time.sleep(0.02)
+    raise AssertionError("never ready")
+
+
+@pytest.fixture
+def keys_file(tmp_path):
+    path = tmp_path / "keys.json"
+    path.write_text(json.dumps({"primary": "p-key", "secondary": "s-key"}))
+    return path
+
+
+def test_scores_like_onnxruntime_and_rejects_bad_requests(tmp_path, keys_file):
+    sample = {"data": [[1.0, 2.0, 3.0, 4.0]]}
+    config = _config(tmp_path, SCORE_PY, input_sample=sample, output_sample={"result": [[0.0]]},
+                     max_request_bytes=2000, auth_enabled=True)
+    url, handle = _start(Runtime(config), KeyRing(str(keys_file), env={}), auth=True)
+    try:
+        with httpx.Client(base_url=url) as client:
+            _wait_ready(client)
+            auth = {"Authorization": "Bearer p-key"}
+            data = [[1.0, 2.0, 3.0, 4.0], [0.0, 1.0, 0.0, -1.0]]
+            resp = client.post("/score", json={"data": data}, headers=auth)
+            assert resp.status_code == 200
+            np.testing.assert_allclose(resp.json()["result"], expected(tmp_path / "model" / "model.onnx", data),
+                                       rtol=1e-6)
+            assert client.post("/score", json={"data": data}, headers={"Authorization": "Bearer s-key"}).status_code == 200
+            wrong = client.post("/score", json={"data": data}, headers={"Authorization": "Bearer nope"})
+            assert wrong.status_code == 401 and "key" in wrong.json()["error"]
+            assert client.post("/score", json={"data": data}).status_code == 401
+            bad = client.post("/score", content=b'{"data": [1,', headers=auth)
+            assert bad.status_code == 400 and "not valid JSON" in bad.json()["error"]
+            schema = client.post("/score", json={"data": [["x", 1, 2, 3]]}, headers=auth)
+            assert schema.status_code == 400 and "$.data[0][0]: expected number" in schema.json()["error"]
+            missing = client.post("/score", json={"rows": []}, headers=auth)
+            assert "missing required field 'data'" in missing.json()["error"]
+            big = client.post("/score", content=b"x" * 5000, headers=auth)
+            assert big.status_code == 413 and "5000 bytes" in big.json()["error"]
+            assert client.get("/score").status_code == 405
+            assert client.get("/score").headers["allow"] == "POST"
+            assert client.get("/nope").status_code == 404
+            swagger = client.get("/swagger.json").json()
+            assert swagger["openapi"].startswith("3.")
+            assert swagger["paths"]["/score"]["post"]["requestBody"]["content"]["application/json"]["example"] == sample
+    finally:
+        _stop(handle)
+
+
+def test_keys_are_reloaded_without_restart(tmp_path, keys_file):
+    config = _config(tmp_path, SCORE_PY, auth_enabled=True)
+    url, handle = _start(Runtime(config), KeyRing(str(keys_file), env={}), auth=True)
+    try:
+        with httpx.Client(base_url=url) as client:
+            _wait_ready(client)
+            body = {"data": [[1.0, 2.0, 3.0, 4.0]]}
+            assert client.post("/score", json=body, headers={"Authorization": "Bearer p-key"}).status_code == 200
+            new = keys_file.with_suffix(".new")
+            new.write_text(json.dumps({"primary": "p-key-2", "secondary": "s-key"}))
+            os.replace(new, keys_file)
+            assert client.post("/score", json=body, headers={"Authorization": "Bearer p-key"}).status_code == 401
+            assert client.post("/score", json=body, headers={"Authorization": "Bearer p-key-2"}).status_code == 200
+            assert client.post("/score", json=body, headers={"Authorization": "Bearer s-key"}).status_code == 200
+    finally:
+        _stop(handle)
+
+
+def test_liveness_before_readiness_and_raw_bodies(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLOW", "0.5")
+    config = _config(tmp_path, "import os\n" + SLOW_INIT.replace("import os\n", "", 1))
+    runtime = Runtime(config)
+    url, handle = _start(runtime, KeyRing(env={}), auth=False)
+    try:
+        with httpx.Client(base_url=url) as client:
+            assert client.get("/").status_code == 200
+            assert client.get("/health").status_code == 503
+            assert client.post("/score", json={"data": [[1, 2, 3, 4]]}).status_code == 503
+            _wait_ready(client)
+            assert client.get("/health").json()["model"]["name"] == "m"
+            assert client.get("/swagger.json").status_code == 404
+    finally:
+        _stop(handle)
+
+
+def test_binary_bodies_reach_run_as_bytes_and_failures_hide_details(tmp_path, caplog):
+    runtime = Runtime(_config(tmp_path, RAW_SCRIPT))
+    url, handle = _start(runtime, KeyRing(env={}), auth=False)
+    try:
+        with httpx.Client(base_url=url) as client:
+            _wait_ready(client)
+            raw = client.post("/score", content=b"\x07abc", headers={"Content-Type": "application/octet-stream"})
+            assert raw.json() == {"kind": "bytes", "length": 4, "first": 7}
+            text = client.post("/score", content=b'"hello"', headers={"Content-Type": "application/json"})
+            assert text.json() == {"kind": "str", "echo": '"hello"'}
+            boom = client.post("/score", json="boom")
+            assert boom.status_code == 500
+            assert len(boom.json()["error_id"]) == 32
+            assert "secret internal detail" not in boom.text
+    finally:
+        _stop(handle)
+    assert any(boom.json()["error_id"] in r.getMessage() and "secret internal detail" in r.getMessage()
+               for r in caplog.records)

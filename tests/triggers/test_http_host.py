@@ -1,0 +1,128 @@
+"""The local Functions host: indexing with azure-functions, routes, methods, auth levels and function keys."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+
+import httpx
+import numpy as np
+import pytest
+
+from edgepack.packagers.functions_http import host_json, render_function_app
+from edgepack.runtime.keys import KeyRing
+from edgepack.targets import FunctionsHttpTarget
+from tests.project import SCORE_PY, expected, make_model
+from triggers.host import function_json, load_app
+from triggers.http import HttpFunctions, HttpHost, route_regex
+
+KEYS = {"primary": "fk-1", "secondary": "fk-2", "master": "mk-0"}
+EXTRA_APP = '''
+import azure.functions as func
+app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+@app.route(route="items/{id}", methods=["GET"])
+def item(req: func.HttpRequest) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps({"id": req.route_params["id"], "q": req.params.get("q")}),
+                             mimetype="application/json")
+
+@app.route(route="fail")
+def fail(req: func.HttpRequest) -> str:
+    raise ValueError("hidden")
+'''
+
+
+def _app_dir(tmp_path, level: str, monkeypatch):
+    root = tmp_path / f"wwwroot-{level}"
+    root.mkdir()
+    (root / "function_app.py").write_text(render_function_app(FunctionsHttpTarget(auth_level=level)).decode())
+    (root / "host.json").write_bytes(host_json())
+    (root / "score.py").write_text(SCORE_PY)
+    make_model(tmp_path / "model" / "model.onnx", seed=9)
+    rc = {"target": "functions-http", "entry_script": str(root / "score.py"), "source_dir": str(root),
+          "model_dir": str(tmp_path / "model"), "model": {"name": "m", "version": 1, "sha256": "x"}}
+    (tmp_path / "runtime.json").write_text(json.dumps(rc))
+    monkeypatch.setenv("EDGEPACK_RUNTIME_CONFIG", str(tmp_path / "runtime.json"))
+    return root
+
+
+def _serve(functions, keys):
+    host = HttpHost(HttpFunctions(functions, keys, prefix="api"), functions)
+    state: dict = {}
+    started = threading.Event()
+
+    async def main() -> None:
+        state["loop"], state["stop"] = asyncio.get_running_loop(), asyncio.Event()
+        server = await asyncio.start_server(host.handle, "127.0.0.1", 0)
+        state["port"] = server.sockets[0].getsockname()[1]
+        started.set()
+        async with server:
+            await state["stop"].wait()
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    thread.start()
+    started.wait(5)
+
+    def stop() -> None:
+        state["loop"].call_soon_threadsafe(state["stop"].set)
+        thread.join(5)
+        host.routes.pool.shutdown()
+
+    return f"http://127.0.0.1:{state['port']}", stop
+
+
+@pytest.mark.parametrize("level,accepted,refused", [
+    ("function", ["fk-1", "fk-2", "mk-0"], [None, "nope"]),
+    ("admin", ["mk-0"], [None, "fk-1"]),
+    ("anonymous", [None], []),
+])
+def test_generated_app_scores_with_the_auth_level(tmp_path, monkeypatch, level, accepted, refused):
+    root = _app_dir(tmp_path, level, monkeypatch)
+    functions = load_app(str(root))
+    assert [f.name for f in functions] == ["score"]
+    assert function_json(functions[0])["bindings"][0]["authLevel"] == level.upper()
+    url, stop = _serve(functions, KeyRing(env={f"EDGEPACK_{k.upper()}_KEY": v for k, v in KEYS.items()}))
+    data = [[1.0, 2.0, 3.0, 4.0]]
+    want = expected(tmp_path / "model" / "model.onnx", data)
+    try:
+        with httpx.Client(base_url=url) as client:
+            assert client.get("/").json()["functions"] == ["score"]
+            for i, key in enumerate(accepted):
+                # Alternate between the header and the code query parameter.
+                headers, params = ({"x-functions-key": key}, {}) if i % 2 == 0 else ({}, {"code": key} if key else {})
+                resp = client.post("/api/score", json={"data": data}, headers=headers if key else {}, params=params)
+                assert resp.status_code == 200, resp.text
+                np.testing.assert_allclose(resp.json()["result"], want, rtol=1e-6)
+            for key in refused:
+                resp = client.post("/api/score", json={"data": data}, headers={"x-functions-key": key} if key else {})
+                assert resp.status_code == 401 and "error" in resp.json()
+            assert client.get("/api/score", headers={"x-functions-key": "mk-0"}).status_code == 405
+            assert client.post("/api/other", json={}).status_code == 404
+            assert client.post("/score", json={}).status_code == 404
+    finally:
+        stop()
+
+
+def test_routes_params_and_failures(tmp_path):
+    root = tmp_path / "app"
+    root.mkdir()
+    (root / "function_app.py").write_text("import json\n" + EXTRA_APP)
+    functions = load_app(str(root))
+    url, stop = _serve(functions, KeyRing(env={}))
+    try:
+        with httpx.Client(base_url=url) as client:
+            assert client.get("/api/items/42", params={"q": "x"}).json() == {"id": "42", "q": "x"}
+            assert client.post("/api/items/42").status_code == 405
+            fail = client.post("/api/fail")
+            assert fail.status_code == 500 and len(fail.json()["error_id"]) == 32 and "hidden" not in fail.text
+    finally:
+        stop()
+
+
+def test_route_templates():
+    assert route_regex("items/{id:int?}").match("items").groupdict() == {"id": None}
+    assert route_regex("items/{id:int?}").match("items/7").group("id") == "7"
+    assert route_regex("files/{*rest}").match("files/a/b/c").group("rest") == "a/b/c"
+    assert route_regex("score").match("SCORE/")
+    assert not route_regex("score").match("scores")
