@@ -142,8 +142,8 @@ def plan(home: Home, *, model_ref: str, config_path: Path, target: Target, base_
 
 def package(home: Home, *, model_ref: str, config_path: Path, target: Target, base_image: str | None = None,
             output: Path | None = None, tag: str | None = None, push_image_to_registry: bool = False,
-            dockerfile_context: Path | None = None, registry: RegistryOptions = RegistryOptions(),
-            options: builder.BuildOptions = builder.BuildOptions(), progress: Progress | None = None) -> PackageResult:
+            dockerfile_context: Path | None = None, registry: RegistryOptions | None = None,
+            options: builder.BuildOptions | None = None, progress: Progress | None = None) -> PackageResult:
     """Plan and build an image; write it as an OCI layout, push it, and/or export a Dockerfile context.
 
     Raises:
@@ -154,10 +154,10 @@ def package(home: Home, *, model_ref: str, config_path: Path, target: Target, ba
     if push_image_to_registry and tag_ref is None:
         raise EdgepackError("packaging with --push: no destination", hint="Pass --tag REGISTRY/REPO:TAG.")
     image_plan = plan(home, model_ref=model_ref, config_path=config_path, target=target, base_image=base_image)
-    with _Clients(registry) as clients:
+    with _Clients(registry or RegistryOptions()) as clients:
         return _package(image_plan, home=home, clients=clients, tag_ref=tag_ref, output=output,
                         push_image_to_registry=push_image_to_registry, dockerfile_context=dockerfile_context,
-                        options=options, progress=progress)
+                        options=options or builder.BuildOptions(), progress=progress)
 
 
 def _package(image_plan: ImagePlan, *, home: Home, clients: _Clients, tag_ref: ImageRef | None, output: Path | None,
@@ -193,7 +193,7 @@ def _mount_sources(base: ImageRef, dest: ImageRef) -> tuple[str, ...]:
     return (base.repository,) if base.registry == dest.registry and base.repository != dest.repository else ()
 
 
-def push(layout_dir: Path, to: str, *, registry: RegistryOptions = RegistryOptions(),
+def push(layout_dir: Path, to: str, *, registry: RegistryOptions | None = None,
          progress: Progress | None = None) -> PushResult:
     """Push the image of an OCI layout to ``to`` (``registry/repo:tag``); the manifest goes last."""
     ref = ImageRef.parse(to)
@@ -205,7 +205,7 @@ def push(layout_dir: Path, to: str, *, registry: RegistryOptions = RegistryOptio
             mounts = _mount_sources(ImageRef.parse(base_name), ref)
         except EdgepackError:
             mounts = ()
-    with _Clients(registry) as clients:
+    with _Clients(registry or RegistryOptions()) as clients:
         return push_image(clients(ref), ref, manifest=image.manifest,
                           manifest_media_type=image.manifest_media_type, blobs=image.blobs,
                           open_blob=image.open_blob, mount_from=mounts, progress=progress)

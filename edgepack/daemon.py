@@ -6,7 +6,6 @@ the end and each line checked for ``error``/``errorDetail``. Engine errors becom
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 import urllib.error

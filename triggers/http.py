@@ -22,7 +22,7 @@ import azure.functions as func
 
 from edgepack.runtime.keys import KeyRing
 from edgepack.runtime.scoring import ScoreResult, error_result
-from edgepack.runtime.server import Request, encode, json_result, read_head
+from edgepack.runtime.server import Request, json_result, serve_connection
 from triggers.host import IndexedFunction
 
 log = logging.getLogger("triggers.http")
@@ -136,29 +136,11 @@ class HttpHost:
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve one connection with keep-alive."""
-        try:
-            while True:
-                try:
-                    request = await read_head(reader)
-                except ValueError:
-                    writer.write(encode(error_result(400, "malformed HTTP request"), keep_alive=False))
-                    break
-                if request is None:
-                    break
-                length = int(request.headers.get("content-length") or 0)
-                request.body = await reader.readexactly(length) if length else b""
-                result = await self._respond(request)
-                keep = request.headers.get("connection", "").lower() != "close"
-                writer.write(encode(result, keep_alive=keep))
-                await writer.drain()
-                if not keep:
-                    break
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
+        await serve_connection(reader, writer, self._respond)
 
-    async def _respond(self, request: Request) -> ScoreResult:
+    async def _respond(self, request: Request, reader: asyncio.StreamReader) -> ScoreResult:
+        length = int(request.headers.get("content-length") or 0)
+        request.body = await reader.readexactly(length) if length else b""
         if request.path in ("", "/") and request.method in ("GET", "HEAD"):
             return json_result(200, {"status": "alive", "functions": [f.name for f in self.functions]})
         error, found = self.routes.match(request)

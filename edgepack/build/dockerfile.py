@@ -11,12 +11,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
-from edgepack.errors import PackagingError
 from edgepack.oci.layer import LayerSpec
-from edgepack.oci.layout import replace_dir
+from edgepack.oci.layout import staged_dir
 from edgepack.oci.plan import ImagePlan
 
 
@@ -63,15 +61,10 @@ def write_context(out_dir: Path, plan: ImagePlan, base_ref: str, specs: list[Lay
     """Write a build context (Dockerfile + one folder per layer) to ``out_dir`` and return its path.
 
     Raises:
-        PackagingError: ``out_dir`` exists and does not hold an earlier edgepack context.
+        EdgepackError: ``out_dir`` exists and does not hold an earlier edgepack context.
     """
-    out_dir = out_dir.absolute()
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / ".edgepack-context").is_file():
-        raise PackagingError(f"writing dockerfile context '{out_dir}': the directory exists and is not empty",
-                             hint="Choose an empty or new directory for --dockerfile-context.")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staged = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
-    try:
+    with staged_dir(out_dir, marker=".edgepack-context", what="dockerfile context",
+                    option="--dockerfile-context") as staged:
         folders = []
         for index, spec in enumerate(specs):
             folder = f"layers/{index}-{spec.name}"
@@ -80,7 +73,4 @@ def write_context(out_dir: Path, plan: ImagePlan, base_ref: str, specs: list[Lay
         (staged / "Dockerfile").write_text(render_dockerfile(plan, base_ref, folders))
         (staged / ".edgepack-context").write_text("")
         (staged / ".dockerignore").write_text(".edgepack-context\n")
-        replace_dir(staged, out_dir)
-    finally:
-        shutil.rmtree(staged, ignore_errors=True)
-    return out_dir
+    return out_dir.absolute()

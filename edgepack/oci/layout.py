@@ -10,9 +10,10 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterable
+from typing import BinaryIO, Iterable, Iterator
 
 from edgepack.errors import EdgepackError
 from edgepack.oci.descriptor import INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST, Descriptor
@@ -60,13 +61,7 @@ def write_layout(out_dir: Path, *, manifest: bytes, manifest_digest: str, blobs:
     Raises:
         EdgepackError: ``out_dir`` exists and is not an OCI layout (it is never overwritten then).
     """
-    out_dir = out_dir.absolute()
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "oci-layout").is_file():
-        raise EdgepackError(f"writing image layout '{out_dir}': the directory exists and is not an OCI layout",
-                            hint="Choose an empty or new directory for --output.")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staged = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
-    try:
+    with staged_dir(out_dir, marker="oci-layout", what="image layout", option="--output") as staged:
         blob_dir = staged / "blobs" / "sha256"
         blob_dir.mkdir(parents=True)
         for digest, path in blobs:
@@ -77,6 +72,26 @@ def write_layout(out_dir: Path, *, manifest: bytes, manifest_digest: str, blobs:
         index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [desc.to_dict()]}
         (staged / "index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
         (staged / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}\n')
+
+
+@contextmanager
+def staged_dir(out_dir: Path, *, marker: str, what: str, option: str) -> Iterator[Path]:
+    """Yield a temporary sibling of ``out_dir`` to fill; on success it replaces ``out_dir`` in one rename.
+
+    ``out_dir`` may be missing, empty, or an earlier output of the same kind (it holds ``marker``); anything
+    else is left untouched.
+
+    Raises:
+        EdgepackError: ``out_dir`` holds something else.
+    """
+    out_dir = out_dir.absolute()
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / marker).is_file():
+        raise EdgepackError(f"writing {what} '{out_dir}': the directory exists and holds other files",
+                            hint=f"Choose an empty or new directory for {option}.")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staged = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
+    try:
+        yield staged
         replace_dir(staged, out_dir)
     finally:
         shutil.rmtree(staged, ignore_errors=True)

@@ -12,7 +12,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from edgepack.runtime.keys import KeyRing
 from edgepack.runtime.scoring import Runtime, ScoreResult, error_result
@@ -124,30 +124,39 @@ class ScoringServer:
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve one connection until the client closes it or asks to."""
-        try:
-            while True:
-                try:
-                    request = await read_head(reader)
-                except (ValueError, asyncio.LimitOverrunError):
-                    writer.write(encode(error_result(400, "malformed HTTP request"), keep_alive=False))
-                    break
-                if request is None:
-                    break
-                started = time.perf_counter()
-                result = await self.respond(request, reader)
-                body_unread = request.method == "POST" and not request.body and \
-                    int(request.headers.get("content-length") or 0) > 0
-                keep = request.headers.get("connection", "").lower() != "close" and not body_unread
-                writer.write(encode(result, keep_alive=keep))
-                await writer.drain()
-                log.info("%s %s %d %.1fms", request.method, request.path, result.status,
-                         (time.perf_counter() - started) * 1000)
-                if not keep:
-                    break
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
+        await serve_connection(reader, writer, self.respond)
+
+
+Responder = Callable[[Request, asyncio.StreamReader], Awaitable[ScoreResult]]
+
+
+async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, respond: Responder) -> None:
+    """The HTTP/1.1 keep-alive loop shared by every in-image server: read a head, let ``respond`` answer (it
+    reads the body when it wants it), write the response, log one line. A body left unread closes the
+    connection, since the next request's head would start inside it."""
+    try:
+        while True:
+            try:
+                request = await read_head(reader)
+            except (ValueError, asyncio.LimitOverrunError):
+                writer.write(encode(error_result(400, "malformed HTTP request"), keep_alive=False))
+                break
+            if request is None:
+                break
+            started = time.perf_counter()
+            result = await respond(request, reader)
+            body_unread = not request.body and int(request.headers.get("content-length") or 0) > 0
+            keep = request.headers.get("connection", "").lower() != "close" and not body_unread
+            writer.write(encode(result, keep_alive=keep))
+            await writer.drain()
+            log.info("%s %s %d %.1fms", request.method, request.path, result.status,
+                     (time.perf_counter() - started) * 1000)
+            if not keep:
+                break
+    except (ConnectionError, asyncio.IncompleteReadError):
+        pass
+    finally:
+        writer.close()
 
 
 async def serve(server: ScoringServer, host: str, port: int) -> asyncio.AbstractServer:

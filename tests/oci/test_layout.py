@@ -46,7 +46,7 @@ def test_refuses_to_overwrite_a_directory_that_is_not_a_layout(tmp_path):
     out = tmp_path / "precious"
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
-    with pytest.raises(EdgepackError, match="not an OCI layout") as info:
+    with pytest.raises(EdgepackError, match="holds other files") as info:
         write_layout(out, manifest=manifest, manifest_digest=sha256_digest(manifest), blobs=blobs)
     assert info.value.hint
     assert (out / "notes.txt").read_text() == "keep me"

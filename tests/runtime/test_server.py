@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import threading
@@ -14,9 +13,10 @@ import pytest
 
 from edgepack.runtime.keys import KeyRing
 from edgepack.runtime.scoring import Runtime
-from edgepack.runtime.server import ScoringServer, serve
+from edgepack.runtime.server import ScoringServer
 from edgepack.runtime.settings import RuntimeConfig
 from tests.project import SCORE_PY, expected, make_model
+from tests.servers import serve_in_thread
 
 SLOW_INIT = SCORE_PY.replace("def init():\n", "def init():\n    import time; time.sleep(float(os.getenv('SLOW', '0')))\n")
 RAW_SCRIPT = '''
@@ -33,31 +33,17 @@ def run(raw):
 
 
 def _start(runtime: Runtime, keys: KeyRing, auth: bool, init: bool = True):
-    """Serve on a free loopback port from a thread running its own event loop; returns (url, handle)."""
+    """Serve on a free loopback port; returns (url, handle for _stop)."""
     server = ScoringServer(runtime, keys, auth_enabled=auth)
-    state: dict = {}
-    started = threading.Event()
-
-    async def main() -> None:
-        state["loop"], state["stop"] = asyncio.get_running_loop(), asyncio.Event()
-        listener = await serve(server, "127.0.0.1", 0)
-        state["port"] = listener.sockets[0].getsockname()[1]
-        started.set()
-        async with listener:
-            await state["stop"].wait()
-
-    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
-    thread.start()
-    started.wait(5)
+    url, stop = serve_in_thread(server.handle)
     if init:
         threading.Thread(target=runtime.start, daemon=True).start()
-    return f"http://127.0.0.1:{state['port']}", (state, thread, server)
+    return url, (stop, server)
 
 
 def _stop(handle):
-    state, thread, server = handle
-    state["loop"].call_soon_threadsafe(state["stop"].set)
-    thread.join(5)
+    stop, server = handle
+    stop()
     server.pool.shutdown()
 
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 
 import httpx
 import numpy as np
@@ -14,6 +12,7 @@ from edgepack.packagers.functions_http import host_json, render_function_app
 from edgepack.runtime.keys import KeyRing
 from edgepack.targets import FunctionsHttpTarget
 from tests.project import SCORE_PY, expected, make_model
+from tests.servers import serve_in_thread
 from triggers.host import function_json, load_app
 from triggers.http import HttpFunctions, HttpHost, route_regex
 
@@ -49,27 +48,13 @@ def _app_dir(tmp_path, level: str, monkeypatch):
 
 def _serve(functions, keys):
     host = HttpHost(HttpFunctions(functions, keys, prefix="api"), functions)
-    state: dict = {}
-    started = threading.Event()
-
-    async def main() -> None:
-        state["loop"], state["stop"] = asyncio.get_running_loop(), asyncio.Event()
-        server = await asyncio.start_server(host.handle, "127.0.0.1", 0)
-        state["port"] = server.sockets[0].getsockname()[1]
-        started.set()
-        async with server:
-            await state["stop"].wait()
-
-    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
-    thread.start()
-    started.wait(5)
+    url, stop_server = serve_in_thread(host.handle)
 
     def stop() -> None:
-        state["loop"].call_soon_threadsafe(state["stop"].set)
-        thread.join(5)
+        stop_server()
         host.routes.pool.shutdown()
 
-    return f"http://127.0.0.1:{state['port']}", stop
+    return url, stop
 
 
 @pytest.mark.parametrize("level,accepted,refused", [
