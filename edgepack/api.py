@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -19,7 +19,7 @@ from edgepack.build.dockerfile import write_context
 from edgepack.config.load import load_config
 from edgepack.deploy import keys as keystore
 from edgepack.deploy import local
-from edgepack.errors import EdgepackError
+from edgepack.errors import ConfigError, EdgepackError
 from edgepack.home import Home
 from edgepack.models.artifact import ModelArtifact
 from edgepack.models.store import LocalModelStore, parse_model_ref
@@ -47,10 +47,11 @@ class RegistryOptions:
     password: str | None = None
     ca_file: str | None = None
     insecure_http: bool = False
+    per_registry: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
     def client_for(self, ref: ImageRef) -> RegistryClient:
         """A new client for ``ref``'s registry with these options (the caller closes it)."""
-        creds = (self.username, self.password or "") if self.username else None
+        creds = (self.username, self.password or "") if self.username else self.per_registry.get(ref.registry)
         return RegistryClient(ref.registry, credentials=creds, ca_file=self.ca_file,
                               insecure_http=self.insecure_http)
 
@@ -140,21 +141,45 @@ def plan(home: Home, *, model_ref: str, config_path: Path, target: Target, base_
     return plan_image(get_model(home, model_ref), load_config(config_path), target, base_image=base_image)
 
 
+def _base_registry_credentials(config: Any, env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """Credentials for the config's ``baseImageRegistry`` (the password comes from the named variable).
+
+    Raises:
+        ConfigError: the named variable is not set.
+    """
+    settings = config.base_image_registry
+    if settings is None or not settings.username:
+        return {}
+    address = settings.address.split("://", 1)[-1].rstrip("/")
+    if settings.password_env and settings.password_env not in env:
+        raise ConfigError(f"{config.source}: baseImageRegistry.passwordEnv: '{settings.password_env}' is not set",
+                          source=str(config.source), hint=f"Export {settings.password_env} before packaging.")
+    return {address: (settings.username, env.get(settings.password_env or "", ""))}
+
+
 def package(home: Home, *, model_ref: str, config_path: Path, target: Target, base_image: str | None = None,
             output: Path | None = None, tag: str | None = None, push_image_to_registry: bool = False,
             dockerfile_context: Path | None = None, registry: RegistryOptions | None = None,
-            options: builder.BuildOptions | None = None, progress: Progress | None = None) -> PackageResult:
+            options: builder.BuildOptions | None = None, progress: Progress | None = None,
+            env: Mapping[str, str] | None = None) -> PackageResult:
     """Plan and build an image; write it as an OCI layout, push it, and/or export a Dockerfile context.
 
     Raises:
         ConfigError, ModelError, PackagingError, RegistryError: as the steps fail; nothing is pushed or
             written half-way (the manifest goes last, layouts and contexts are renamed into place).
+
+    ``env`` supplies the variable named by the config's ``baseImageRegistry.passwordEnv``.
     """
     tag_ref = ImageRef.parse(tag) if tag else None
     if push_image_to_registry and tag_ref is None:
         raise EdgepackError("packaging with --push: no destination", hint="Pass --tag REGISTRY/REPO:TAG.")
-    image_plan = plan(home, model_ref=model_ref, config_path=config_path, target=target, base_image=base_image)
-    with _Clients(registry or RegistryOptions()) as clients:
+    config = load_config(config_path)
+    image_plan = plan_image(get_model(home, model_ref), config, target, base_image=base_image)
+    registry = registry or RegistryOptions()
+    base_creds = _base_registry_credentials(config, env or {})
+    if base_creds:
+        registry = replace(registry, per_registry={**base_creds, **registry.per_registry})
+    with _Clients(registry) as clients:
         return _package(image_plan, home=home, clients=clients, tag_ref=tag_ref, output=output,
                         push_image_to_registry=push_image_to_registry, dockerfile_context=dockerfile_context,
                         options=options or builder.BuildOptions(), progress=progress)

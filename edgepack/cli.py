@@ -186,7 +186,7 @@ def package_cmd(model_ref: str, config_path: Path, target_name: str, auth_level:
                              base_image=base_image, output=output, tag=tag, push_image_to_registry=do_push,
                              dockerfile_context=dockerfile_context,
                              registry=_registry_options(registry_username, ca_file, insecure_http),
-                             options=options, progress=update)
+                             options=options, progress=update, env=dict(os.environ))
     lines = [str(result.pushed.ref)] if result.pushed else []
     if result.layout:
         lines.append(f"{result.layout}@{result.digest}")

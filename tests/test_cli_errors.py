@@ -79,3 +79,18 @@ def test_push_needs_a_tag(registered, capsys, tmp_path):
     code, _, err = run_cli(["package", "--model", "m", "--inference-config", str(registered), "--target",
                             "webservice", "--push"], capsys)
     _assert_user_error(code, err, "--push")
+
+
+def test_base_registry_password_comes_from_the_named_variable(registered, capsys):
+    data = json.loads(registered.read_text())
+    data["baseImageRegistry"] = {"address": "https://reg.example", "username": "u", "passwordEnv": "EP_TEST_PW"}
+    registered.write_text(json.dumps(data))
+    code, _, err = run_cli(["package", "--model", "m", "--inference-config", str(registered), "--target",
+                            "webservice"], capsys)
+    _assert_user_error(code, err, "baseImageRegistry.passwordEnv: 'EP_TEST_PW' is not set", "Export EP_TEST_PW")
+    data["baseImageRegistry"]["password"] = "literal"
+    registered.write_text(json.dumps(data))
+    code, _, err = run_cli(["plan", "--model", "m", "--inference-config", str(registered), "--target",
+                            "webservice"], capsys)
+    _assert_user_error(code, err, "baseImageRegistry.password: secrets are not kept in config files")
+    assert "literal" not in err
