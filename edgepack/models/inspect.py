@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-
-import onnx
+from typing import Any
 
 from edgepack.errors import InvalidModel
 from edgepack.models.artifact import TensorSpec
 
 
-def _spec(value_info: onnx.ValueInfoProto) -> TensorSpec:
+def _spec(value_info: Any) -> TensorSpec:
+    import onnx
+
     tensor = value_info.type.tensor_type
     elem = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name if tensor.elem_type else "unknown"
     dims: list[int | str | None] = []
@@ -30,6 +31,8 @@ def inspect_onnx(path: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, 
     Raises:
         InvalidModel: the file is not a valid ONNX model.
     """
+    import onnx  # imported here: it is slow to import and only registration needs it
+
     try:
         onnx.checker.check_model(str(path))
         model = onnx.load(str(path), load_external_data=False)

@@ -103,6 +103,20 @@ def test_push_run_and_score_webservice_and_function(project, base_image_ref, fun
             status, body = _post(info["url"], {"data": data}, {"x-functions-key": "wrong",
                                                                "Authorization": "Bearer wrong"})
             assert status == 401 and "error" in body
+            # Regenerating the secondary key leaves the primary working, without a restart.
+            old_secondary = info["keys"]["secondary"]
+            code, out, err = run_cli(["keys", info["name"], "--regenerate", "secondary"], capsys)
+            assert code == 0, err
+            new_keys = json.loads(out)
+            assert new_keys["primary"] == info["keys"]["primary"] and new_keys["secondary"] != old_secondary
+            with_key = (lambda k: {"Authorization": f"Bearer {k}"}) if target == "webservice" else \
+                (lambda k: {"x-functions-key": k})
+            assert _post(info["url"], {"data": data}, with_key(old_secondary))[0] == 401
+            assert _post(info["url"], {"data": data}, with_key(new_keys["secondary"]))[0] == 200
+            assert _post(info["url"], {"data": data}, header)[0] == 200
+            code, out, err = run_cli(["logs", info["name"]], capsys)
+            assert code == 0
+            assert ("POST /score 200" in out) if target == "webservice" else ("invoked score: succeeded" in out)
     finally:
         for name in started:
             run_cli(["stop", name], capsys)
