@@ -237,9 +237,10 @@ def push(layout_dir: Path, to: str, *, registry: RegistryOptions | None = None,
 
 
 def run(home: Home, source: str, *, daemon: Any, name: str | None = None, port: int | None = None,
-        env: Mapping[str, str] | None = None, timeout: float = 120.0) -> local.RunResult:
+        env: Mapping[str, str] | None = None, timeout: float = 120.0, host_network: bool = False) -> local.RunResult:
     """Start an image (OCI layout folder or registry reference) on the local engine and wait until ready."""
-    return local.run(daemon, source, runs_dir=home.runs, name=name, port=port, env=env, timeout=timeout)
+    return local.run(daemon, source, runs_dir=home.runs, name=name, port=port, env=env, timeout=timeout,
+                     host_network=host_network)
 
 
 def stop(home: Home, name: str, *, daemon: Any) -> None:

@@ -135,26 +135,47 @@ def model_delete(ref: str) -> None:
     click.echo(f"deleted {ref}")
 
 
+_TARGET_FLAGS = ("target_name", "auth_level", "no_auth", "input_path", "output_path", "input_queue",
+                 "output_queue", "connection")
+
+
 def _target_options(func):
-    func = click.option("--base-image", metavar="REF", help="Override the target's default base image.")(func)
-    func = click.option("--no-auth", is_flag=True, help="webservice: serve without key authentication.")(func)
-    func = click.option("--auth-level", type=click.Choice(["anonymous", "function", "admin"]),
-                        help="functions-http: the function's auth level (default function).")(func)
-    func = click.option("--target", "target_name", required=True, type=click.Choice(TARGET_NAMES),
-                        help="Where the image will run.")(func)
-    func = click.option("--inference-config", "config_path", required=True, type=click.Path(path_type=Path),
-                        help="inferenceconfig.json (Azure ML keys) or a YAML equivalent.")(func)
-    func = click.option("--model", "model_ref", required=True, metavar="NAME[:VERSION]",
-                        help="A registered model; the latest version when none is given.")(func)
+    options = [
+        click.option("--model", "model_ref", required=True, metavar="NAME[:VERSION]",
+                     help="A registered model; the latest version when none is given."),
+        click.option("--inference-config", "config_path", required=True, type=click.Path(path_type=Path),
+                     help="inferenceconfig.json (Azure ML keys) or a YAML equivalent."),
+        click.option("--target", "target_name", required=True, type=click.Choice(TARGET_NAMES),
+                     help="Where the image will run."),
+        click.option("--auth-level", type=click.Choice(["anonymous", "function", "admin"]),
+                     help="functions-http: the function's auth level (default function)."),
+        click.option("--no-auth", is_flag=True, default=None, help="webservice: serve without key authentication."),
+        click.option("--input-path", metavar="CONTAINER/PATTERN",
+                     help="functions-blob: blobs to score, e.g. input/{blobname}.json."),
+        click.option("--output-path", metavar="CONTAINER/PATTERN",
+                     help="functions-blob: where results go, e.g. output/{blobname}_out.json."),
+        click.option("--input-queue", metavar="NAME", help="functions-servicebus: the queue to score."),
+        click.option("--output-queue", metavar="NAME", help="functions-servicebus: the queue results go to."),
+        click.option("--connection", metavar="SETTING",
+                     help="functions-blob/-servicebus: the app setting holding the connection string."),
+        click.option("--base-image", metavar="REF", help="Override the target's default base image."),
+    ]
+    for option in reversed(options):
+        func = option(func)
     return func
+
+
+def _target(opts: dict[str, Any]):
+    """Build the target from the target flags (removed from ``opts``)."""
+    flags = {name: opts.pop(name) for name in _TARGET_FLAGS}
+    return parse_target(flags.pop("target_name"), **{k: v for k, v in flags.items() if v is not None})
 
 
 @cli.command("plan")
 @_target_options
-def plan_cmd(model_ref: str, config_path: Path, target_name: str, auth_level: str | None, no_auth: bool,
-             base_image: str | None) -> None:
+def plan_cmd(model_ref: str, config_path: Path, base_image: str | None, **opts: Any) -> None:
     """Print the ImagePlan as JSON without building anything (a dry run)."""
-    target = parse_target(target_name, auth_level=auth_level, no_auth=no_auth)
+    target = _target(opts)
     image_plan = api.plan(_home(), model_ref=model_ref, config_path=config_path, target=target, base_image=base_image)
     click.echo(json.dumps(image_plan.to_dict(), indent=2))
 
@@ -170,14 +191,14 @@ def plan_cmd(model_ref: str, config_path: Path, target_name: str, auth_level: st
 @click.option("--refresh-deps", is_flag=True, help="Resolve the requirements again instead of reusing the lock.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @_registry_flags
-def package_cmd(model_ref: str, config_path: Path, target_name: str, auth_level: str | None, no_auth: bool,
-                base_image: str | None, tag: str | None, do_push: bool, output: Path | None,
-                dockerfile_context: Path | None, python_version: str | None, refresh_deps: bool, as_json: bool,
-                registry_username: str | None, ca_file: str | None, insecure_http: bool) -> None:
+def package_cmd(model_ref: str, config_path: Path, base_image: str | None, tag: str | None, do_push: bool,
+                output: Path | None, dockerfile_context: Path | None, python_version: str | None,
+                refresh_deps: bool, as_json: bool, registry_username: str | None, ca_file: str | None,
+                insecure_http: bool, **opts: Any) -> None:
     """Build the image for a model and target; prints the pushed REF@DIGEST or the layout path and digest."""
-    target = parse_target(target_name, auth_level=auth_level, no_auth=no_auth)
+    target = _target(opts)
     if output is None and not do_push and dockerfile_context is None:
-        output = Path("edgepack-out") / f"{model_ref.replace(':', '-')}-{target_name}"
+        output = Path("edgepack-out") / f"{model_ref.replace(':', '-')}-{target.name}"
     options = BuildOptions(mtime=int(os.environ.get("SOURCE_DATE_EPOCH") or 0), python_version=python_version,
                            refresh_deps=refresh_deps)
     bar, update = _progress()
@@ -232,12 +253,14 @@ def _daemon():
 @click.option("--env", "env", multiple=True, metavar="K=V", help="Environment variable for the container.")
 @click.option("--name", help="Container name (default derived from the model and digest).")
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for readiness.")
+@click.option("--host-network", is_flag=True,
+              help="Share the host's network, to reach services on its loopback (a local Azurite, say).")
 @click.option("--json", "as_json", is_flag=True, help="Print URL, name and keys as JSON.")
 def run_cmd(source: str, port: int | None, env: tuple[str, ...], name: str | None, timeout: float,
-            as_json: bool) -> None:
+            host_network: bool, as_json: bool) -> None:
     """Start an image detached on the local Docker engine; prints the scoring URL once it is ready."""
     result = api.run(_home(), source, daemon=_daemon(), name=name, port=port, env=_pairs(env, "--env"),
-                     timeout=timeout)
+                     timeout=timeout, host_network=host_network)
     if not as_json and result.keys:
         click.echo(f"name: {result.name}; keys: 'edgepack keys {result.name}'", err=True)
     _emit(result.to_dict(), as_json, result.url)

@@ -120,8 +120,14 @@ class DockerDaemon:
         return digests[-1] if digests else ""
 
     def run(self, image: str, *, name: str, ports: Mapping[int, int | None], env: Mapping[str, str],
-            command: list[str] | None, labels: Mapping[str, str], volumes: Mapping[str, str]) -> RunningContainer:
-        """Start a detached container; ports with None get a free host port (on loopback only)."""
+            command: list[str] | None, labels: Mapping[str, str], volumes: Mapping[str, str],
+            host_network: bool = False) -> RunningContainer:
+        """Start a detached container; ports with None get a free host port (on loopback only).
+
+        With ``host_network`` the container shares the host's network (so it reaches services on the host's
+        loopback, such as a local storage emulator) and listens on the host directly: ``ports`` map to
+        themselves and nothing is published.
+        """
         try:
             self.client.containers.get(name)
             raise DaemonError(f"starting '{name}': a container with that name exists",
@@ -129,14 +135,17 @@ class DockerDaemon:
         except docker.errors.NotFound:
             pass
         try:
+            network = {"network_mode": "host"} if host_network else {
+                "ports": {f"{p}/tcp": ("127.0.0.1", h) for p, h in ports.items()}}
             container = self.client.containers.run(
                 image, command=command, name=name, detach=True, environment=dict(env), labels=dict(labels),
-                ports={f"{p}/tcp": ("127.0.0.1", h) for p, h in ports.items()},
-                volumes={host: {"bind": inside, "mode": "ro"} for host, inside in volumes.items()})
+                volumes={host: {"bind": inside, "mode": "ro"} for host, inside in volumes.items()}, **network)
             container.reload()
         except docker.errors.APIError as exc:
             raise DaemonError(f"starting '{name}' from '{image}': {exc.explanation or exc}",
                               hint="Check the image and that the port is free.") from exc
+        if host_network:
+            return RunningContainer(name=name, id=container.id, host_ports={p: p for p in ports})
         bound = container.attrs["NetworkSettings"]["Ports"]
         host_ports = {p: int(bound[f"{p}/tcp"][0]["HostPort"]) for p in ports}
         return RunningContainer(name=name, id=container.id, host_ports=host_ports)

@@ -1,20 +1,25 @@
 """Deployment targets: pure values naming where an image will run and the options that shape it.
 
 ``parse_target`` turns the CLI's ``--target NAME`` plus its options into one of these; packagers dispatch on
-the type with ``match``. Targets still to come (blob and Service Bus functions, IoT Edge, FPGA) are named in
-``TARGET_NAMES`` so the CLI can say they are planned rather than unknown.
+the type with ``match``. Targets still to come (IoT Edge, FPGA) are named in ``TARGET_NAMES`` so the CLI can
+say they are planned rather than unknown.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from edgepack.errors import ConfigError
 
 AUTH_LEVELS = ("anonymous", "function", "admin")
-SUPPORTED = ("webservice", "functions-http")
-PLANNED = ("functions-blob", "functions-servicebus", "iot-edge", "fpga")
+SUPPORTED = ("webservice", "functions-http", "functions-blob", "functions-servicebus")
+PLANNED = ("iot-edge", "fpga")
 TARGET_NAMES = SUPPORTED + PLANNED
+_EXPRESSION = re.compile(r"\{([^{}]*)\}")
+_BUILTINS = {"rand-guid", "DateTime"}
+_SETTING = re.compile(r"^%[A-Za-z_][A-Za-z0-9_]*%$")
+_QUEUE = re.compile(r"^(?:[a-z0-9](?:[a-z0-9._/-]{0,258}[a-z0-9])?|%[A-Za-z_][A-Za-z0-9_]*%)$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -35,34 +40,108 @@ class FunctionsHttpTarget:
     name: str = "functions-http"
 
 
-Target = WebServiceTarget | FunctionsHttpTarget
+@dataclass(frozen=True)
+class FunctionsBlobTarget:
+    """A Functions app scoring each blob matching ``input_path`` into ``output_path`` (Azure ML's package_blob)."""
+
+    input_path: str
+    output_path: str
+    connection: str = "AzureWebJobsStorage"
+    name: str = "functions-blob"
 
 
-def parse_target(name: str, *, auth_level: str | None = None, no_auth: bool = False) -> Target:
+@dataclass(frozen=True)
+class FunctionsServiceBusTarget:
+    """A Functions app scoring each message of ``input_queue`` into ``output_queue`` (package_service_bus_queue)."""
+
+    input_queue: str
+    output_queue: str
+    connection: str = "AzureWebJobsServiceBus"
+    name: str = "functions-servicebus"
+
+
+Target = WebServiceTarget | FunctionsHttpTarget | FunctionsBlobTarget | FunctionsServiceBusTarget
+
+
+def _blob_path_problems(option: str, path: str | None, captures: set[str] | None = None) -> list[str]:
+    """Problems of a blob path ``container/pattern``; ``captures`` are the names the output may use."""
+    if not path:
+        return [f"{option}: required for functions-blob (for example input/{{blobname}}.json)"]
+    container, sep, pattern = path.partition("/")
+    problems = []
+    if not sep or not pattern:
+        problems.append(f"{option}: '{path}' must be CONTAINER/PATTERN")
+    if "{" in container or "}" in container:
+        problems.append(f"{option}: the container part '{container}' cannot hold an expression "
+                        "(use a literal name or a %AppSetting%)")
+    elif not _SETTING.match(container) and not re.match(r"^[a-z0-9](?:[a-z0-9-]{1,61}[a-z0-9])$", container):
+        problems.append(f"{option}: '{container}' is not a valid container name (3-63 lowercase letters, digits, '-')")
+    if captures is not None:
+        for name in _EXPRESSION.findall(pattern):
+            if name not in captures and name not in _BUILTINS:
+                problems.append(f"{option}: '{{{name}}}' is not captured by --input-path")
+    return problems
+
+
+def _blob_target(input_path: str | None, output_path: str | None, connection: str | None) -> tuple[Target, list[str]]:
+    problems = _blob_path_problems("--input-path", input_path)
+    captures = set(_EXPRESSION.findall((input_path or "").partition("/")[2]))
+    problems += _blob_path_problems("--output-path", output_path, captures)
+    if input_path and output_path and input_path.partition("/")[0] == output_path.partition("/")[0]:
+        problems.append("--output-path: must be in another container than --input-path (outputs would trigger "
+                        "the function again)")
+    return FunctionsBlobTarget(input_path or "", output_path or "", connection or "AzureWebJobsStorage"), problems
+
+
+def _servicebus_target(input_queue: str | None, output_queue: str | None,
+                       connection: str | None) -> tuple[Target, list[str]]:
+    problems = []
+    for option, value in (("--input-queue", input_queue), ("--output-queue", output_queue)):
+        if not value:
+            problems.append(f"{option}: required for functions-servicebus")
+        elif not _QUEUE.match(value):
+            problems.append(f"{option}: '{value}' is not a valid queue name or %AppSetting%")
+    if input_queue and input_queue == output_queue:
+        problems.append("--output-queue: must differ from --input-queue (outputs would be scored again)")
+    return FunctionsServiceBusTarget(input_queue or "", output_queue or "",
+                                     connection or "AzureWebJobsServiceBus"), problems
+
+
+def parse_target(name: str, *, auth_level: str | None = None, no_auth: bool = False, input_path: str | None = None,
+                 output_path: str | None = None, input_queue: str | None = None, output_queue: str | None = None,
+                 connection: str | None = None) -> Target:
     """Build a target from its CLI name and options, rejecting options that do not apply to it.
 
     Raises:
-        ConfigError: unknown or not yet supported target, or an option that does not fit the target.
+        ConfigError: unknown or not yet supported target, or options that are missing or do not fit (all listed).
     """
-    problems: list[str] = []
+    given = {"--auth-level": auth_level, "--no-auth": no_auth or None, "--input-path": input_path,
+             "--output-path": output_path, "--input-queue": input_queue, "--output-queue": output_queue,
+             "--connection": connection}
+    allowed = {"webservice": {"--no-auth"}, "functions-http": {"--auth-level"},
+               "functions-blob": {"--input-path", "--output-path", "--connection"},
+               "functions-servicebus": {"--input-queue", "--output-queue", "--connection"}}
+    if name in PLANNED:
+        raise ConfigError(f"packaging for target '{name}': not available in this version",
+                          hint=f"Use one of: {', '.join(SUPPORTED)}.")
+    if name not in allowed:
+        raise ConfigError(f"choosing target '{name}': unknown target", hint=f"Use one of: {', '.join(SUPPORTED)}.")
+    problems = [f"{opt}: does not apply to {name}" for opt, value in given.items()
+                if value is not None and opt not in allowed[name]]
     match name:
         case "webservice":
-            if auth_level is not None:
-                problems.append("--auth-level: applies to functions-http only (use --no-auth for webservice)")
             target: Target = WebServiceTarget(auth=not no_auth)
         case "functions-http":
             level = (auth_level or "function").lower()
             if level not in AUTH_LEVELS:
                 problems.append(f"--auth-level: '{auth_level}' is not one of {', '.join(AUTH_LEVELS)}")
-            if no_auth:
-                problems.append("--no-auth: applies to webservice only (use --auth-level anonymous)")
             target = FunctionsHttpTarget(auth_level=level)
-        case _ if name in PLANNED:
-            raise ConfigError(f"packaging for target '{name}': not available in this version",
-                              hint=f"Use one of: {', '.join(SUPPORTED)}.")
+        case "functions-blob":
+            target, more = _blob_target(input_path, output_path, connection)
+            problems += more
         case _:
-            raise ConfigError(f"choosing target '{name}': unknown target",
-                              hint=f"Use one of: {', '.join(SUPPORTED)}.")
+            target, more = _servicebus_target(input_queue, output_queue, connection)
+            problems += more
     if problems:
         raise ConfigError(f"target '{name}' options are invalid", problems=tuple(problems),
                           hint="Fix the options listed above.")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh Debian 12 machine (run as root): installs and starts what the demo and the
-# tests need: the Docker engine, a distribution registry on 127.0.0.1:5000, and locally made base images.
+# tests need: the Docker engine, a distribution registry on 127.0.0.1:5000, the Azurite storage emulator,
+# and locally made base images.
 # Safe to run again: everything that already answers is left alone. State lives in .dev/ (or $EDGEPACK_DEV_DIR).
 set -euo pipefail
 
@@ -87,6 +88,21 @@ has_image() {  # has_image REF  (asks the registry, not the engine)
     "http://$REGISTRY/v2/$repo/manifests/$tag"
 }
 
+start_azurite() {  # Azure Storage emulator (blob + queue) for the blob-trigger tests and local runs
+  curl -s -o /dev/null "http://127.0.0.1:10000/devstoreaccount1?comp=list" && return
+  if [[ ! -x "$DEV/azurite/node_modules/.bin/azurite" ]]; then
+    say "installing azurite (npm)"
+    npm install --silent --no-audit --no-fund --prefix "$DEV/azurite" azurite@3 >"$DEV/azurite-install.log" 2>&1 \
+      || { tail -n 20 "$DEV/azurite-install.log" >&2; exit 1; }
+  fi
+  say "starting azurite on 127.0.0.1:10000 (blob) and :10001 (queue) (log: $DEV/azurite.log)"
+  mkdir -p "$DEV/azurite-data"
+  setsid nohup "$DEV/azurite/node_modules/.bin/azurite" --blobHost 127.0.0.1 --blobPort 10000 \
+    --queueHost 127.0.0.1 --queuePort 10001 --tableHost 127.0.0.1 --tablePort 10002 \
+    --location "$DEV/azurite-data" --skipApiVersionCheck --loose >"$DEV/azurite.log" 2>&1 </dev/null &
+  wait_for 60 "azurite" "$DEV/azurite.log" curl -s -o /dev/null "http://127.0.0.1:10000/devstoreaccount1?comp=list"
+}
+
 base_images() {
   if ! has_image "$BASE_IMAGE"; then
     bash "$ROOT/scripts/make-base-image.sh" "$DEV" "$BASE_IMAGE"
@@ -114,10 +130,13 @@ install_apt
 install_python
 start_docker
 start_registry
+start_azurite
 base_images
 cat >"$DEV/env" <<ENV
 EDGEPACK_DEV_REGISTRY=$REGISTRY
 EDGEPACK_DEV_BASE_IMAGE=$BASE_IMAGE
 EDGEPACK_DEV_FUNCTIONS_BASE_IMAGE=$FUNCTIONS_BASE_IMAGE
+EDGEPACK_DEV_AZURITE_BLOB=http://127.0.0.1:10000/devstoreaccount1
+EDGEPACK_DEV_AZURITE_QUEUE=http://127.0.0.1:10001/devstoreaccount1
 ENV
 say "ready in $(($(date +%s) - started))s: docker engine, registry $REGISTRY, $BASE_IMAGE, $FUNCTIONS_BASE_IMAGE"

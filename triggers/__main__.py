@@ -1,8 +1,9 @@
 """``python -m triggers --script-root DIR [--port N]``: the local Functions host for an edgepack function app.
 
 Indexes DIR/function_app.py with azure-functions' own ``get_functions()``, prints each function's bindings,
-then serves the HTTP-triggered ones (route prefix from host.json, default ``/api``). ``GET /`` answers 200 once
-indexing succeeded.
+then serves the HTTP-triggered ones (route prefix from host.json, default ``/api``) and drives the
+blob-triggered ones against the storage account their connection setting names. ``GET /`` answers 200 once
+indexing succeeded and every trigger started.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import json
 import logging
 import os
 import sys
+import threading
 
 from edgepack.runtime.keys import KeyRing
+from triggers.blob import BlobTrigger, BlobTriggerError
 from triggers.host import IndexError_, function_json, load_app
 from triggers.http import HttpFunctions, HttpHost
 
@@ -49,11 +52,22 @@ def main(argv: list[str] | None = None) -> int:
         log.error("cannot start: a function requires a key but no keys are configured: set EDGEPACK_KEYS_FILE "
                   "or EDGEPACK_PRIMARY_KEY (edgepack run does this)")
         return 2
-    other = [fn.name for fn in functions if fn.trigger["type"] != "httpTrigger"]
-    if other:
-        log.warning("not served by this host yet (non-HTTP triggers): %s", ", ".join(other))
+    stop = threading.Event()
+    try:
+        for fn in functions:
+            if fn.trigger["type"] == "blobTrigger":
+                trigger = BlobTrigger(fn, app_name=os.environ.get("WEBSITE_SITE_NAME", "edgepack"))
+                threading.Thread(target=trigger.run, args=(stop,), name=f"blob-{fn.name}", daemon=True).start()
+            elif fn.trigger["type"] != "httpTrigger":
+                log.warning("function %s: trigger '%s' is not driven by this host", fn.name, fn.trigger["type"])
+    except BlobTriggerError as exc:
+        log.error("cannot start: %s", exc)
+        return 2
     host = HttpHost(routes, functions)
-    return asyncio.run(_serve(host, args.host, args.port, log))
+    try:
+        return asyncio.run(_serve(host, args.host, args.port, log))
+    finally:
+        stop.set()
 
 
 async def _serve(host: HttpHost, address: str, port: int, log: logging.Logger) -> int:

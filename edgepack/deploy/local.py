@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -69,8 +70,14 @@ def resolve_image(daemon: Any, source: str) -> tuple[str, dict[str, str], str]:
     return source, labels, digests[0].split("@")[-1]
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def run(daemon: Any, source: str, *, runs_dir: Path, name: str | None = None, port: int | None = None,
-        env: Mapping[str, str] | None = None, timeout: float = 120.0) -> RunResult:
+        env: Mapping[str, str] | None = None, timeout: float = 120.0, host_network: bool = False) -> RunResult:
     """Start ``source`` detached, wait until it is ready, and return its URL and keys.
 
     Raises:
@@ -93,11 +100,16 @@ def run(daemon: Any, source: str, *, runs_dir: Path, name: str | None = None, po
         volumes[str(folder)] = KEYS_MOUNT
         run_env["EDGEPACK_KEYS_FILE"] = f"{KEYS_MOUNT}/{keystore.KEYS_FILE}"
     command = json.loads(labels["io.edgepack.local-command"]) if "io.edgepack.local-command" in labels else None
+    if host_network:
+        # The server listens on the host itself: choose its port and tell it through EDGEPACK_PORT.
+        container_port = port or _free_port()
+        run_env["EDGEPACK_PORT"] = str(container_port)
     running = daemon.run(image, name=name, ports={container_port: port}, env=run_env, command=command,
-                         labels={MANAGED_LABEL: "true", "io.edgepack.source": source}, volumes=volumes)
+                         labels={MANAGED_LABEL: "true", "io.edgepack.source": source}, volumes=volumes,
+                         host_network=host_network)
     base = f"http://127.0.0.1:{running.host_ports[container_port]}"
     health = base + labels.get("io.edgepack.ready-path", "/")
     daemon.wait_ready(health, timeout=timeout, container_name=name)
+    score_path = labels.get("io.edgepack.score-path", "/score")
     return RunResult(name=name, image=image, target=labels.get("io.edgepack.target", ""),
-                     url=base + labels.get("io.edgepack.score-path", "/score"), health_url=health, auth=auth,
-                     keys=keys)
+                     url=base + score_path if score_path else base, health_url=health, auth=auth, keys=keys)

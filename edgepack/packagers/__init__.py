@@ -5,8 +5,9 @@ from __future__ import annotations
 from edgepack.config.schema import InferenceConfig
 from edgepack.models.artifact import ModelArtifact
 from edgepack.oci.plan import ImagePlan
-from edgepack.packagers import functions_http, webservice
-from edgepack.targets import FunctionsHttpTarget, Target, WebServiceTarget
+from edgepack.packagers import functions, webservice
+from edgepack.targets import (FunctionsBlobTarget, FunctionsHttpTarget, FunctionsServiceBusTarget, Target,
+                              WebServiceTarget)
 
 __all__ = ["plan_image"]
 
@@ -22,6 +23,6 @@ def plan_image(model: ModelArtifact, config: InferenceConfig, target: Target, *,
     match target:
         case WebServiceTarget():
             return webservice.plan(model, config, target, base_image=base_image)
-        case FunctionsHttpTarget():
-            return functions_http.plan(model, config, target, base_image=base_image)
+        case FunctionsHttpTarget() | FunctionsBlobTarget() | FunctionsServiceBusTarget():
+            return functions.plan(model, config, target, base_image=base_image)
     raise TypeError(f"no packager for {target!r}")

@@ -8,7 +8,7 @@ import httpx
 import numpy as np
 import pytest
 
-from edgepack.packagers.functions_http import host_json, render_function_app
+from edgepack.packagers.functions import host_json, render_function_app
 from edgepack.runtime.keys import KeyRing
 from edgepack.targets import FunctionsHttpTarget
 from tests.project import SCORE_PY, expected, make_model
