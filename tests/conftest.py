@@ -1,8 +1,12 @@
-"""Shared fixtures: a clean environment for every test, and a private EDGEPACK_HOME."""
+"""Shared fixtures: a clean environment for every test, a private EDGEPACK_HOME, and the real services that
+scripts/setup.sh installs and starts (the Docker engine, the registry, Azurite)."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -27,3 +31,53 @@ def edgepack_home(tmp_path, monkeypatch):
     home = tmp_path / "edgepack-home"
     monkeypatch.setenv("EDGEPACK_HOME", str(home))
     return home
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _read_env(path: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in path.read_text().split() if "=" in line)
+
+
+def _services_up(env: dict[str, str]) -> bool:
+    try:
+        urllib.request.urlopen(f"http://{env['EDGEPACK_DEV_REGISTRY']}/v2/", timeout=3)
+    except (OSError, KeyError):
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+
+
+@pytest.fixture(scope="session")
+def dev_env() -> dict[str, str]:
+    """The set-up's environment; runs scripts/setup.sh when the services do not answer."""
+    path = Path(os.environ.get("EDGEPACK_DEV_DIR") or ROOT / ".dev") / "env"
+    if not path.is_file() or not _services_up(_read_env(path)):
+        subprocess.run(["bash", str(ROOT / "scripts" / "setup.sh")], check=True)
+    return _read_env(path)
+
+
+@pytest.fixture(scope="session")
+def dev_registry(dev_env) -> str:
+    """The loopback registry (host:port)."""
+    return dev_env["EDGEPACK_DEV_REGISTRY"]
+
+
+@pytest.fixture(scope="session")
+def base_image_ref(dev_env) -> str:
+    """The locally made Debian bookworm + python3 base image."""
+    return dev_env["EDGEPACK_DEV_BASE_IMAGE"]
+
+
+@pytest.fixture(scope="session")
+def functions_base_image_ref(dev_env) -> str:
+    """The stand-in for the Azure Functions Python base image."""
+    return dev_env["EDGEPACK_DEV_FUNCTIONS_BASE_IMAGE"]
+
+
+@pytest.fixture(scope="session")
+def docker_daemon(dev_env):
+    """The real engine, through edgepack's adapter."""
+    from edgepack.daemon import DockerDaemon
+
+    return DockerDaemon()
