@@ -19,7 +19,8 @@ from edgepack.build.dockerfile import write_context
 from edgepack.config.load import load_config
 from edgepack.deploy import keys as keystore
 from edgepack.deploy import local
-from edgepack.errors import ConfigError, EdgepackError
+from edgepack.deploy.kubernetes import KubernetesOptions, render_manifests
+from edgepack.errors import ConfigError, DeployError, EdgepackError
 from edgepack.home import Home
 from edgepack.models.artifact import ModelArtifact
 from edgepack.models.store import LocalModelStore, parse_model_ref
@@ -27,12 +28,14 @@ from edgepack.oci.layout import read_layout, write_layout
 from edgepack.oci.plan import ImagePlan
 from edgepack.oci.ref import ImageRef
 from edgepack.packagers import plan_image
-from edgepack.registry import PushResult, RegistryClient, push_image
+from edgepack.packagers.function_index import LABEL as FUNCTIONS_LABEL
+from edgepack.registry import PushResult, RegistryClient, fetch_config, push_image
 from edgepack.targets import Target
 
 __all__ = [
     "RegistryOptions", "PackageResult", "register_model", "list_models", "get_model", "download_model",
     "delete_model", "plan", "package", "push", "run", "stop", "logs", "run_keys", "regenerate_run_key",
+    "kubernetes_manifests", "KubernetesOptions",
 ]
 
 log = logging.getLogger(__name__)
@@ -234,6 +237,25 @@ def push(layout_dir: Path, to: str, *, registry: RegistryOptions | None = None,
         return push_image(clients(ref), ref, manifest=image.manifest,
                           manifest_media_type=image.manifest_media_type, blobs=image.blobs,
                           open_blob=image.open_blob, mount_from=mounts, progress=progress)
+
+
+def kubernetes_manifests(image: str, options: KubernetesOptions, *,
+                         registry: RegistryOptions | None = None) -> list[dict[str, Any]]:
+    """Validated Kubernetes manifests for a function image, from its indexed function metadata.
+
+    Raises:
+        DeployError: a tag without digest, an image that is not a function image, or a trigger KEDA cannot scale.
+    """
+    ref = ImageRef.parse(image)
+    if ref.digest is None:
+        raise DeployError(f"deploying '{image}': a tag without a digest", hint="Pass REF@sha256:... as printed by push.")
+    with _Clients(registry or RegistryOptions()) as clients:
+        config = fetch_config(clients(ref), ref)
+    labels = (config.get("config") or {}).get("Labels") or {}
+    if FUNCTIONS_LABEL not in labels:
+        raise DeployError(f"deploying '{image}': not an edgepack function image (no {FUNCTIONS_LABEL} label)",
+                          hint="Package with --target functions-http, functions-blob or functions-servicebus.")
+    return render_manifests(json.loads(labels[FUNCTIONS_LABEL]), str(ref), options)
 
 
 def run(home: Home, source: str, *, daemon: Any, name: str | None = None, port: int | None = None,

@@ -293,6 +293,37 @@ def keys_cmd(name: str, regenerate: str | None) -> None:
     click.echo(json.dumps(keys, indent=2, sort_keys=True))
 
 
+@cli.group()
+def deploy() -> None:
+    """Deploy a pushed image (by digest) to where it runs."""
+
+
+@deploy.command("k8s")
+@click.option("--image", required=True, metavar="REF@DIGEST", help="A pushed function image, pinned by digest.")
+@click.option("--name", required=True, help="Name of the Deployment, Secret and ScaledObject.")
+@click.option("--namespace", default="default", show_default=True)
+@click.option("--min-replicas", default=0, show_default=True, type=click.IntRange(0))
+@click.option("--max-replicas", default=10, show_default=True, type=click.IntRange(1))
+@click.option("--setting", "settings", multiple=True, metavar="K=V",
+              help="App setting for the Secret (connection strings; %Setting% names in trigger paths).")
+@click.option("--dry-run", is_flag=True, help="Print the manifests with Secret values redacted.")
+@_registry_flags
+def deploy_k8s(image: str, name: str, namespace: str, min_replicas: int, max_replicas: int,
+               settings: tuple[str, ...], dry_run: bool, registry_username: str | None, ca_file: str | None,
+               insecure_http: bool) -> None:
+    """Write validated manifests (Secret, Deployment, Service + HPA for HTTP, KEDA ScaledObject for blob and
+    Service Bus) as YAML on stdout, for 'kubectl apply -f -'."""
+    import yaml
+
+    from edgepack.deploy.kubernetes import redact
+
+    options = api.KubernetesOptions(name=name, namespace=namespace, min_replicas=min_replicas,
+                                    max_replicas=max_replicas, settings=_pairs(settings, "--setting"))
+    manifests = api.kubernetes_manifests(image, options,
+                                         registry=_registry_options(registry_username, ca_file, insecure_http))
+    click.echo(yaml.safe_dump_all(redact(manifests) if dry_run else manifests, sort_keys=False), nl=False)
+
+
 def main() -> None:
     """Entry point: run the CLI; edgepack errors print ``error:``/``hint:`` and exit 1, never a traceback."""
     try:

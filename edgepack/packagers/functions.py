@@ -1,5 +1,5 @@
 """The Azure Functions packager: a v2 ``function_app.py`` (HTTP, blob or Service Bus trigger) + ``host.json``
-in ``/home/site/wwwroot``. Pure.
+in ``/home/site/wwwroot``. Pure, but for indexing the generated app (an import from a temporary file).
 
 In Azure the Functions host of the base image runs the app (the image keeps the base's entrypoint). Locally,
 ``edgepack run`` starts the bundled trigger host (``python3 -m triggers``) on the same files instead.
@@ -7,6 +7,7 @@ In Azure the Functions host of the base image runs the app (the image keeps the 
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from string import Template
 
@@ -14,7 +15,7 @@ from edgepack.config.schema import InferenceConfig
 from edgepack.models.artifact import ModelArtifact
 from edgepack.oci.layer import FileEntry
 from edgepack.oci.plan import ImagePlan, PipLayer
-from edgepack.packagers import layers
+from edgepack.packagers import function_index, layers
 from edgepack.targets import FunctionsBlobTarget, FunctionsHttpTarget, FunctionsServiceBusTarget
 
 FunctionsTarget = FunctionsHttpTarget | FunctionsBlobTarget | FunctionsServiceBusTarget
@@ -59,8 +60,9 @@ def host_json() -> bytes:
 def plan(model: ModelArtifact, config: InferenceConfig, target: FunctionsTarget, *,
          base_image: str | None = None) -> ImagePlan:
     """Plan a Functions image whose one function scores what its trigger delivers."""
+    app_source = render_function_app(target)
     app_files = (
-        FileEntry.from_bytes(f"{SCRIPT_ROOT}/function_app.py", render_function_app(target)),
+        FileEntry.from_bytes(f"{SCRIPT_ROOT}/function_app.py", app_source),
         FileEntry.from_bytes(f"{SCRIPT_ROOT}/host.json", host_json()),
     )
     auth_level = target.auth_level if isinstance(target, FunctionsHttpTarget) else "anonymous"
@@ -89,6 +91,7 @@ def plan(model: ModelArtifact, config: InferenceConfig, target: FunctionsTarget,
         cmd=None,
         workdir=SCRIPT_ROOT,
         labels={**layers.model_labels(model, target.name),
+                function_index.LABEL: json.dumps(function_index.index_function_app(app_source), sort_keys=True),
                 **layers.run_labels(port=LOCAL_PORT, auth=auth_level, ready_path="/", local_command=LOCAL_COMMAND,
                                     score_path=f"/api/{target.route}" if isinstance(target, FunctionsHttpTarget)
                                     else "")},

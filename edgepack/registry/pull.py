@@ -97,6 +97,26 @@ def _download(client: RegistryClient, ref: ImageRef, desc: Descriptor, blob_dir:
             os.unlink(tmp)
 
 
+def fetch_config(client: RegistryClient, ref: ImageRef, *, platform: str = "linux/amd64") -> dict[str, Any]:
+    """The image config (labels, env, history) without pulling any layer.
+
+    Raises:
+        RegistryError: as ``pull_image``.
+    """
+    body, media = _get_manifest(client, ref, ref.reference)
+    manifest = json.loads(body)
+    if media in INDEX_TYPES or "manifests" in manifest:
+        body, media = _get_manifest(client, ref, _pick_platform(ref, manifest, platform))
+        manifest = json.loads(body)
+    desc = Descriptor.from_dict(manifest["config"])
+    resp = client.request("GET", f"/v2/{ref.repository}/blobs/{desc.digest}", scope=_scope(ref),
+                          action=f"reading the config of '{ref}'")
+    if sha256_digest(resp.content) != desc.digest:
+        raise RegistryError(f"reading the config of '{ref}': content does not match its digest",
+                            hint="The registry served altered content.")
+    return json.loads(resp.content)
+
+
 def pull_image(client: RegistryClient, ref: ImageRef, *, cache_dir: Path, platform: str = "linux/amd64",
                progress: Progress | None = None) -> PulledImage:
     """Pull ``ref`` for ``platform`` into ``cache_dir``; blobs already cached are not downloaded again.

@@ -74,6 +74,10 @@ def test_functions_http_generates_app_files_and_keeps_the_host_entrypoint(inputs
     assert plan.env["FUNCTIONS_WORKER_RUNTIME"] == "python"
     assert json.loads(plan.labels["io.edgepack.local-command"])[:3] == ["python3", "-m", "triggers"]
     assert plan.labels["io.edgepack.score-path"] == "/api/score"
+    indexed = json.loads(plan.labels["io.edgepack.functions"])
+    assert indexed == [{"name": "score", "bindings": [
+        {"direction": "IN", "type": "httpTrigger", "name": "req", "methods": ["POST"], "authLevel": "ADMIN",
+         "route": "score"}, {"direction": "OUT", "type": "http", "name": "$return"}]}]
 
 
 def test_a_source_file_named_like_a_generated_one_is_refused(inputs, tmp_path):
