@@ -17,7 +17,6 @@ import sys
 import threading
 
 from edgepack.runtime.keys import KeyRing
-from triggers.blob import BlobTrigger, BlobTriggerError
 from triggers.host import IndexError_, function_json, load_app
 from triggers.http import HttpFunctions, HttpHost
 
@@ -53,16 +52,19 @@ def main(argv: list[str] | None = None) -> int:
                   "or EDGEPACK_PRIMARY_KEY (edgepack run does this)")
         return 2
     stop = threading.Event()
-    try:
-        for fn in functions:
-            if fn.trigger["type"] == "blobTrigger":
+    for fn in functions:
+        if fn.trigger["type"] == "blobTrigger":
+            # Imported only here: the storage SDK is in blob function images, not in the others.
+            from triggers.blob import BlobTrigger, BlobTriggerError
+
+            try:
                 trigger = BlobTrigger(fn, app_name=os.environ.get("WEBSITE_SITE_NAME", "edgepack"))
-                threading.Thread(target=trigger.run, args=(stop,), name=f"blob-{fn.name}", daemon=True).start()
-            elif fn.trigger["type"] != "httpTrigger":
-                log.warning("function %s: trigger '%s' is not driven by this host", fn.name, fn.trigger["type"])
-    except BlobTriggerError as exc:
-        log.error("cannot start: %s", exc)
-        return 2
+            except BlobTriggerError as exc:
+                log.error("cannot start: %s", exc)
+                return 2
+            threading.Thread(target=trigger.run, args=(stop,), name=f"blob-{fn.name}", daemon=True).start()
+        elif fn.trigger["type"] != "httpTrigger":
+            log.warning("function %s: trigger '%s' is not driven by this host", fn.name, fn.trigger["type"])
     host = HttpHost(routes, functions)
     try:
         return asyncio.run(_serve(host, args.host, args.port, log))
