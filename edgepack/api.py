@@ -18,7 +18,7 @@ from edgepack.build.cache import Cache
 from edgepack.build.dockerfile import write_context
 from edgepack.config.load import load_config
 from edgepack.deploy import keys as keystore
-from edgepack.deploy import local
+from edgepack.deploy import functionapp, local
 from edgepack.deploy.kubernetes import KubernetesOptions, render_manifests
 from edgepack.errors import ConfigError, DeployError, EdgepackError
 from edgepack.home import Home
@@ -35,7 +35,7 @@ from edgepack.targets import Target
 __all__ = [
     "RegistryOptions", "PackageResult", "register_model", "list_models", "get_model", "download_model",
     "delete_model", "plan", "package", "push", "run", "stop", "logs", "run_keys", "regenerate_run_key",
-    "kubernetes_manifests", "KubernetesOptions",
+    "kubernetes_manifests", "KubernetesOptions", "deploy_functionapp",
 ]
 
 log = logging.getLogger(__name__)
@@ -249,13 +249,34 @@ def kubernetes_manifests(image: str, options: KubernetesOptions, *,
     ref = ImageRef.parse(image)
     if ref.digest is None:
         raise DeployError(f"deploying '{image}': a tag without a digest", hint="Pass REF@sha256:... as printed by push.")
+    return render_manifests(_function_labels(ref, registry), str(ref), options)
+
+
+def _function_labels(ref: ImageRef, registry: RegistryOptions | None) -> list[dict[str, Any]]:
     with _Clients(registry or RegistryOptions()) as clients:
         config = fetch_config(clients(ref), ref)
     labels = (config.get("config") or {}).get("Labels") or {}
     if FUNCTIONS_LABEL not in labels:
-        raise DeployError(f"deploying '{image}': not an edgepack function image (no {FUNCTIONS_LABEL} label)",
+        raise DeployError(f"deploying '{ref}': not an edgepack function image (no {FUNCTIONS_LABEL} label)",
                           hint="Package with --target functions-http, functions-blob or functions-servicebus.")
-    return render_manifests(json.loads(labels[FUNCTIONS_LABEL]), str(ref), options)
+    return json.loads(labels[FUNCTIONS_LABEL])
+
+
+def deploy_functionapp(options: functionapp.FunctionAppOptions, *, client: Any,
+                       registry: RegistryOptions | None = None) -> str:
+    """Deploy a pushed function image to an Azure Function App; returns the site's resource id.
+
+    The connection settings its triggers name (read from the image's indexed metadata) must be set on the app
+    or given in ``options.settings``; nothing is sent when they are not.
+    """
+    ref = ImageRef.parse(options.image)
+    if ref.digest is None:
+        raise DeployError(f"deploying '{options.image}': a tag without a digest",
+                          hint="Pass REF@sha256:... as printed by 'edgepack push'.")
+    functions = _function_labels(ref, registry)
+    needed = {b.get("connection") for f in functions for b in f["bindings"] if b.get("connection")}
+    options = replace(options, required_settings=tuple(sorted({"AzureWebJobsStorage", *needed})))
+    return functionapp.deploy(client, options)
 
 
 def run(home: Home, source: str, *, daemon: Any, name: str | None = None, port: int | None = None,
