@@ -7,10 +7,11 @@ mounts, chunked uploads and exact accounting of what was sent, which oras-py doe
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import ssl
 import time
-from typing import Callable, Iterable
+from typing import BinaryIO, Callable, Iterable
 from urllib.parse import urljoin
 
 import httpx
@@ -50,7 +51,9 @@ class RegistryClient:
         self._credentials = credentials
         self._credentials_loaded = credentials is not None
         verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_file) if ca_file else True
-        self._http = httpx.Client(verify=verify, transport=transport, timeout=httpx.Timeout(60.0, connect=10.0))
+        # Blob GETs are often redirected to storage; httpx drops Authorization on cross-origin redirects.
+        self._http = httpx.Client(verify=verify, transport=transport, timeout=httpx.Timeout(60.0, connect=10.0),
+                                  follow_redirects=True)
         self._plain_allowed = insecure_http or self._ref.is_loopback
         self._scheme = "http" if insecure_http else None
         self._retries = retries
@@ -175,6 +178,29 @@ class RegistryClient:
                 time.sleep(self._backoff * 2 ** (attempt - 1))
                 continue
             raise self._error(response, action)
+
+    def download(self, path: str, out: BinaryIO, *, scope: str, action: str) -> tuple[str, int]:
+        """Stream a blob into ``out`` without holding it in memory; returns (sha256 digest, size).
+
+        Raises:
+            AuthenticationError, RegistryError: as ``request``; a dropped stream raises RegistryError (the
+                caller starts the download again).
+        """
+        self.request("HEAD", path, scope=scope, action=action)  # answers auth challenges first
+        digest, size = hashlib.sha256(), 0
+        try:
+            with self._http.stream("GET", self.url(path), headers=self._auth_header(scope)) as response:
+                if response.status_code != 200:
+                    response.read()
+                    raise self._error(response, action)
+                for chunk in response.iter_bytes(1 << 20):
+                    digest.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+        except httpx.TransportError as exc:
+            raise RegistryError(f"{action}: the download broke off: {exc}",
+                                hint="Check the network to the registry and try again.") from exc
+        return "sha256:" + digest.hexdigest(), size
 
     def _error(self, response: httpx.Response, action: str) -> RegistryError:
         if response.status_code in (401, 403):

@@ -6,7 +6,6 @@ temporary file, checked against its digest and size, then renamed into place.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -75,26 +74,30 @@ def _pick_platform(ref: ImageRef, index: dict[str, Any], platform: str) -> str:
 
 
 def _download(client: RegistryClient, ref: ImageRef, desc: Descriptor, blob_dir: Path,
-              progress: Progress | None) -> None:
+              progress: Progress | None, tries: int = 3) -> None:
     final = blob_dir / desc.digest.split(":", 1)[1]
     if final.is_file() and final.stat().st_size == desc.size:
         return
     action = f"pulling blob {desc.digest[:19]} of '{ref}'"
-    resp = client.request("GET", f"/v2/{ref.repository}/blobs/{desc.digest}", scope=_scope(ref), action=action)
-    fd, tmp = tempfile.mkstemp(dir=blob_dir, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            data = resp.content
-            f.write(data)
-        if hashlib.sha256(data).hexdigest() != desc.digest.split(":", 1)[1] or len(data) != desc.size:
-            raise RegistryError(f"{action}: content does not match its digest or size",
-                                hint="Try again; if it persists the registry's storage is damaged.")
-        if progress:
-            progress(desc.digest, desc.size, desc.size)
-        os.replace(tmp, final)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    for attempt in range(1, tries + 1):
+        fd, tmp = tempfile.mkstemp(dir=blob_dir, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                digest, size = client.download(f"/v2/{ref.repository}/blobs/{desc.digest}", f, scope=_scope(ref),
+                                               action=action)
+            if digest != desc.digest or size != desc.size:
+                raise RegistryError(f"{action}: content does not match its digest or size",
+                                    hint="Try again; if it persists the registry's storage is damaged.")
+            os.replace(tmp, final)
+            if progress:
+                progress(desc.digest, desc.size, desc.size)
+            return
+        except RegistryError as exc:
+            if attempt == tries or "broke off" not in exc.message:
+                raise
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
 
 def fetch_config(client: RegistryClient, ref: ImageRef, *, platform: str = "linux/amd64") -> dict[str, Any]:
