@@ -9,9 +9,8 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient
 
-from edgepack.packagers.functions import render_function_app
 from edgepack.targets import parse_target
-from tests.project import SCORE_PY, expected, make_model
+from tests.project import expected, make_function_app
 from triggers.blob import BlobPattern, BlobTrigger, fill_path
 from triggers.host import load_app
 
@@ -40,14 +39,7 @@ def app(tmp_path, monkeypatch, dev_env):
     target = parse_target("functions-blob", input_path=f"in-{run}/{{blobname}}.json",
                           output_path=f"out-{run}/{{blobname}}_out.json")
     root = tmp_path / "wwwroot"
-    root.mkdir()
-    (root / "function_app.py").write_bytes(render_function_app(target))
-    (root / "score.py").write_text(SCORE_PY)
-    make_model(tmp_path / "model" / "model.onnx", seed=31)
-    rc = {"target": "functions-blob", "entry_script": str(root / "score.py"), "source_dir": str(root),
-          "model_dir": str(tmp_path / "model"), "model": {"name": "m", "version": 1, "sha256": "x"}}
-    (tmp_path / "runtime.json").write_text(json.dumps(rc))
-    monkeypatch.setenv("EDGEPACK_RUNTIME_CONFIG", str(tmp_path / "runtime.json"))
+    monkeypatch.setenv("EDGEPACK_RUNTIME_CONFIG", str(make_function_app(tmp_path, root, target, seed=31)))
     conn = azurite_connection(dev_env)
     return {"run": run, "fn": load_app(str(root))[0], "env": {"AzureWebJobsStorage": conn},
             "service": BlobServiceClient.from_connection_string(conn), "model": tmp_path / "model" / "model.onnx",

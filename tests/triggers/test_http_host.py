@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 
 import httpx
 import numpy as np
 import pytest
 
-from edgepack.packagers.functions import host_json, render_function_app
 from edgepack.runtime.keys import KeyRing
 from edgepack.targets import FunctionsHttpTarget
-from tests.project import SCORE_PY, expected, make_model
+from tests.project import expected, make_function_app
 from tests.servers import serve_in_thread
 from triggers.host import function_json, load_app
 from triggers.http import HttpFunctions, HttpHost, route_regex
@@ -34,15 +32,8 @@ def fail(req: func.HttpRequest) -> str:
 
 def _app_dir(tmp_path, level: str, monkeypatch):
     root = tmp_path / f"wwwroot-{level}"
-    root.mkdir()
-    (root / "function_app.py").write_text(render_function_app(FunctionsHttpTarget(auth_level=level)).decode())
-    (root / "host.json").write_bytes(host_json())
-    (root / "score.py").write_text(SCORE_PY)
-    make_model(tmp_path / "model" / "model.onnx", seed=9)
-    rc = {"target": "functions-http", "entry_script": str(root / "score.py"), "source_dir": str(root),
-          "model_dir": str(tmp_path / "model"), "model": {"name": "m", "version": 1, "sha256": "x"}}
-    (tmp_path / "runtime.json").write_text(json.dumps(rc))
-    monkeypatch.setenv("EDGEPACK_RUNTIME_CONFIG", str(tmp_path / "runtime.json"))
+    rc = make_function_app(tmp_path, root, FunctionsHttpTarget(auth_level=level), seed=9)
+    monkeypatch.setenv("EDGEPACK_RUNTIME_CONFIG", str(rc))
     return root
 
 
