@@ -1,0 +1,1 @@
+"""Development and test infrastructure (never copied into images): a local Service Bus broker."""
