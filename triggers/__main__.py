@@ -2,7 +2,8 @@
 
 Indexes DIR/function_app.py with azure-functions' own ``get_functions()``, prints each function's bindings,
 then serves the HTTP-triggered ones (route prefix from host.json, default ``/api``) and drives the
-blob-triggered ones against the storage account their connection setting names. ``GET /`` answers 200 once
+blob- and Service Bus-triggered ones against the storage account or namespace their connection settings
+name. ``GET /`` answers 200 once
 indexing succeeded and every trigger started.
 """
 
@@ -17,6 +18,7 @@ import sys
 import threading
 
 from edgepack.runtime.keys import KeyRing
+from triggers.bindings import TriggerError
 from triggers.host import IndexError_, function_json, load_app
 from triggers.http import HttpFunctions, HttpHost
 
@@ -55,14 +57,23 @@ def main(argv: list[str] | None = None) -> int:
     for fn in functions:
         if fn.trigger["type"] == "blobTrigger":
             # Imported only here: the storage SDK is in blob function images, not in the others.
-            from triggers.blob import BlobTrigger, BlobTriggerError
+            from triggers.blob import BlobTrigger
 
             try:
                 trigger = BlobTrigger(fn, app_name=os.environ.get("WEBSITE_SITE_NAME", "edgepack"))
-            except BlobTriggerError as exc:
+            except TriggerError as exc:
                 log.error("cannot start: %s", exc)
                 return 2
             threading.Thread(target=trigger.run, args=(stop,), name=f"blob-{fn.name}", daemon=True).start()
+        elif fn.trigger["type"] == "serviceBusTrigger":
+            from triggers.servicebus import ServiceBusTrigger
+
+            try:
+                sb = ServiceBusTrigger(fn)
+            except TriggerError as exc:
+                log.error("cannot start: %s", exc)
+                return 2
+            threading.Thread(target=sb.run, args=(stop,), name=f"servicebus-{fn.name}", daemon=True).start()
         elif fn.trigger["type"] != "httpTrigger":
             log.warning("function %s: trigger '%s' is not driven by this host", fn.name, fn.trigger["type"])
     host = HttpHost(routes, functions)

@@ -26,42 +26,12 @@ from azure.functions.blob import InputStream
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient
 
+from triggers.bindings import OutValue, TriggerError, resolve_settings
 from triggers.host import IndexedFunction
 
 log = logging.getLogger("triggers.blob")
 HOSTS_CONTAINER = "azure-webjobs-hosts"
 POISON_QUEUE = "webjobs-blobtrigger-poison"
-_SETTING = re.compile(r"%([A-Za-z_][A-Za-z0-9_]*)%")
-
-
-class BlobTriggerError(Exception):
-    """The trigger cannot run: a missing connection setting or an unresolvable %AppSetting%."""
-
-
-class _Out:
-    """The output binding's value holder (``func.Out`` is abstract; the worker uses its own too)."""
-
-    def __init__(self) -> None:
-        self.value: Any = None
-
-    def set(self, value: Any) -> None:
-        self.value = value
-
-    def get(self) -> Any:
-        return self.value
-
-
-def resolve_settings(text: str, env: Mapping[str, str]) -> str:
-    """Replace ``%Name%`` with the app setting's value.
-
-    Raises:
-        BlobTriggerError: a named setting is not set.
-    """
-    def one(m: re.Match[str]) -> str:
-        if m.group(1) not in env:
-            raise BlobTriggerError(f"app setting '{m.group(1)}' used in '{text}' is not set")
-        return env[m.group(1)]
-    return _SETTING.sub(one, text)
 
 
 @dataclass(frozen=True)
@@ -107,7 +77,7 @@ class BlobTrigger:
         output = next((b for b in fn.bindings if b["type"] == "blob" and b["direction"] == "OUT"), None)
         setting = trigger.get("connection") or "AzureWebJobsStorage"
         if not env.get(setting):
-            raise BlobTriggerError(f"function '{fn.name}': connection setting '{setting}' is not set "
+            raise TriggerError(f"function '{fn.name}': connection setting '{setting}' is not set "
                                    "(give the storage connection string, e.g. edgepack run --env)")
         self.fn, self.max_tries, self.poll, self.retry_delay = fn, max_tries, poll_seconds, retry_delay
         self.pattern = BlobPattern.parse(resolve_settings(trigger["path"], env))
@@ -193,7 +163,7 @@ class BlobTrigger:
     def _invoke(self, name: str, url: str, data: bytes, captures: dict[str, str]) -> None:
         stream = InputStream(data=data, name=f"{self.pattern.container}/{name}", uri=url, length=len(data))
         kwargs: dict[str, Any] = {self.input_name: stream}
-        out = _Out()
+        out = OutValue()
         if self.output:
             kwargs[self.output[0]] = out
         self.fn.call(**kwargs)

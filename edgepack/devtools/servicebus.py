@@ -140,7 +140,7 @@ class Broker(MessagingHandler):
 
     # -- connection and links ----------------------------------------------------------------------------
     def on_start(self, event: Any) -> None:
-        event.container.listen(self.address)
+        self.acceptor = event.container.listen(self.address)
         event.container.schedule(0.1, self)
         self.listening.set()
 
@@ -352,6 +352,7 @@ class BrokerThread:
     def stop(self) -> None:
         self.container.stop()
         self.thread.join(5)
+        self.handler.acceptor.close()  # the reactor has stopped; its listening socket is still open
 
     def connection_string(self) -> str:
         """A connection string for this broker (the key is not checked)."""
