@@ -8,6 +8,7 @@ import json
 import pytest
 
 from tests.project import make_model, make_project, run_cli
+from tests.triggers.test_indexing import CASES
 
 pytestmark = pytest.mark.integration
 
@@ -58,18 +59,18 @@ def test_dockerfile_context_builds_an_image_with_the_same_files(project, base_im
     assert one["Entrypoint"] == two["Entrypoint"] and one["Labels"] == two["Labels"]
 
 
-def test_function_app_indexes_inside_the_image(project, functions_base_image_ref, docker_daemon, capsys, tmp_path):
+@pytest.mark.parametrize("target", sorted(CASES))
+def test_function_app_indexes_inside_the_image(project, functions_base_image_ref, docker_daemon, capsys, tmp_path,
+                                               target):
+    options, bindings = CASES[target]
+    flags = [x for key, value in options.items() for x in (f"--{key.replace('_', '-')}", value)]
     layout = tmp_path / "fn"
-    code, out, err = run_cli(["package", "--model", "m", "--inference-config", str(project), "--target",
-                              "functions-http", "--auth-level", "admin", "--base-image", functions_base_image_ref,
-                              "--output", str(layout)], capsys)
+    code, out, err = run_cli(["package", "--model", "m", "--inference-config", str(project), "--target", target,
+                              *flags, "--base-image", functions_base_image_ref, "--output", str(layout)], capsys)
     assert code == 0, err
-    docker_daemon.load_layout(layout, "edgepack-test/fn:1")
-    indexed = json.loads(_in_image(docker_daemon, "edgepack-test/fn:1", INDEX_APP))
-    assert indexed == [["score", {"scriptFile": "function_app.py", "bindings": [
-        {"direction": "IN", "type": "httpTrigger", "name": "req", "methods": ["POST"], "authLevel": "ADMIN",
-         "route": "score"},
-        {"direction": "OUT", "type": "http", "name": "$return"}]}]]
+    docker_daemon.load_layout(layout, f"edgepack-test/{target}:1")
+    indexed = json.loads(_in_image(docker_daemon, f"edgepack-test/{target}:1", INDEX_APP))
+    assert indexed == [["score", {"scriptFile": "function_app.py", "bindings": bindings}]]
 
 
 def test_unresolvable_requirement_fails_with_pip_reason_and_writes_nothing(project, base_image_ref, capsys,
