@@ -42,7 +42,10 @@ def requirement_lines(text: str, field: str) -> tuple[list[str], list[str]]:
         line = raw.split(" #", 1)[0].strip()
         if not line or line.startswith("#"):
             continue
-        if line.startswith("-") or line.startswith((".", "/", "file:")) or "://" in line.split(";")[0] and "@" not in line:
+        spec = line.split(";")[0]
+        local = "@ file:" in spec.replace("@file:", "@ file:") or spec.endswith((".whl", ".tar.gz", ".zip")) \
+            and "://" not in spec
+        if line.startswith(("-", ".", "/", "file:")) or local or ("://" in spec and "@" not in spec):
             problems.append(f"{field}: line {number} '{line}': options and local paths are not supported "
                             "(dependencies are resolved from the package index for the image's platform)")
             continue

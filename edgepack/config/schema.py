@@ -168,8 +168,11 @@ class _Walker:
         except FileProblem as exc:
             self.problems.append(f"condaFile: {exc}")
             return []
+        if not isinstance(env, dict) or not isinstance(env.get("dependencies") or [], list):
+            self.problems.append("condaFile: must be a conda environment (a mapping with a 'dependencies' list)")
+            return []
         pip: list[str] = []
-        for dep in (env or {}).get("dependencies") or []:
+        for dep in env.get("dependencies") or []:
             if isinstance(dep, dict) and isinstance(dep.get("pip"), list):
                 more, problems = requirement_lines("\n".join(map(str, dep["pip"])), "condaFile: pip")
                 pip += more

@@ -1,4 +1,4 @@
-"""The local model store: ``<root>/<name>/<version>/`` holding the files and a model.json. Side effects: files.
+"""The local model store: ``<root>/<name>/<version>/`` holding ``files/`` and a model.json. Side effects: files.
 
 Versions are claimed with an atomic ``mkdir`` of a hidden staging folder per version, so two registrations
 of the same name never get the same version; a version folder appears (by rename) only once complete.
@@ -22,6 +22,7 @@ from edgepack.oci.layer import file_sha256
 
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,254}$")
 METADATA = "model.json"
+FILES = "files"  # the model's own files live below here, so one named model.json stays the user's
 
 
 class ModelStore(Protocol):
@@ -56,6 +57,12 @@ def parse_model_ref(ref: str) -> tuple[str, int | None]:
         raise ModelError(f"reading model reference '{ref}': version must be a positive integer",
                          hint="Write NAME or NAME:VERSION, for example digits:2.")
     return name, int(version)
+
+
+def _check_name(name: str) -> None:
+    if not _NAME.match(name):
+        raise ModelError(f"naming model '{name}': invalid model name",
+                         hint="Use letters, digits, '.', '_' and '-', starting with a letter or digit.")
 
 
 def _collect(path: Path) -> list[tuple[str, Path]]:
@@ -123,7 +130,7 @@ class LocalModelStore:
             ModelError: bad name, or the path does not exist.
             InvalidModel: links, special files, or an ONNX file that fails onnx.checker.
         """
-        parse_model_ref(name)
+        _check_name(name)
         if not path.exists() and not path.is_symlink():
             raise ModelError(f"registering model '{name}': '{path}' does not exist",
                              hint="Check the path to the model file or folder.")
@@ -136,14 +143,14 @@ class LocalModelStore:
         try:
             files = []
             for rel, src in sources:
-                dest = staging / rel
+                dest = staging / FILES / rel
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(src, dest)
                 files.append(ModelFile(rel, file_sha256(dest), dest.stat().st_size))
             files_t = tuple(files)
             final = self.root / name / str(version)
             artifact = ModelArtifact(
-                name=name, version=version, sha256=content_sha256(files_t), files=files_t, root=final,
+                name=name, version=version, sha256=content_sha256(files_t), files=files_t, root=final / FILES,
                 format="onnx" if len(onnx_files) == 1 else "files", inputs=inputs, outputs=outputs,
                 tags=dict(tags or {}), description=description,
                 created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
@@ -155,7 +162,8 @@ class LocalModelStore:
                 shutil.rmtree(staging, ignore_errors=True)
 
     def get(self, name: str, version: int | None = None) -> ModelArtifact:
-        """Raises: ModelNotFound, naming the versions that exist."""
+        """Raises: ModelNotFound, naming the versions that exist; ModelError for a malformed name."""
+        _check_name(name)
         versions = self._versions(name)
         if not versions:
             raise ModelNotFound(f"finding model '{name}': no such model in {self.root}",
@@ -165,7 +173,7 @@ class LocalModelStore:
             raise ModelNotFound(f"finding model '{name}:{version}': no such version",
                                 hint=f"Available versions: {', '.join(map(str, versions))}.")
         folder = self.root / name / str(chosen)
-        return ModelArtifact.from_dict(json.loads((folder / METADATA).read_text()), root=folder)
+        return ModelArtifact.from_dict(json.loads((folder / METADATA).read_text()), root=folder / FILES)
 
     def list(self) -> list[ModelArtifact]:
         """Every version of every model, by name then version."""
@@ -179,7 +187,7 @@ class LocalModelStore:
         if not targets:
             self.get(name)
         for artifact in targets:
-            shutil.rmtree(artifact.root)
+            shutil.rmtree(artifact.root.parent)
 
     def download(self, name: str, version: int | None, dest: Path) -> ModelArtifact:
         """Copy a version's files into ``dest`` (created; must be empty if it exists).
