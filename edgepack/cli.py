@@ -306,13 +306,16 @@ def deploy() -> None:
 @click.option("--max-replicas", default=10, show_default=True, type=click.IntRange(1))
 @click.option("--setting", "settings", multiple=True, metavar="K=V",
               help="App setting for the Secret (connection strings; %Setting% names in trigger paths).")
-@click.option("--dry-run", is_flag=True, help="Print the manifests with Secret values redacted.")
+@click.option("--dry-run", is_flag=True, help="Print the manifests with Secret values redacted; apply nothing.")
+@click.option("--kubeconfig", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Apply the manifests (server-side apply) to this kubeconfig's cluster.")
+@click.option("--context", "kube_context", help="The kubeconfig context (default: its current one).")
 @_registry_flags
 def deploy_k8s(image: str, name: str, namespace: str, min_replicas: int, max_replicas: int,
-               settings: tuple[str, ...], dry_run: bool, registry_username: str | None, ca_file: str | None,
-               insecure_http: bool) -> None:
-    """Write validated manifests (Secret, Deployment, Service + HPA for HTTP, KEDA ScaledObject for blob and
-    Service Bus) as YAML on stdout, for 'kubectl apply -f -'."""
+               settings: tuple[str, ...], dry_run: bool, kubeconfig: Path | None, kube_context: str | None,
+               registry_username: str | None, ca_file: str | None, insecure_http: bool) -> None:
+    """Validated manifests (Secret, Deployment, Service + HPA for HTTP, KEDA ScaledObject for blob and Service
+    Bus): applied with --kubeconfig, else written as YAML on stdout for 'kubectl apply -f -'."""
     import yaml
 
     from edgepack.deploy.kubernetes import redact
@@ -321,6 +324,12 @@ def deploy_k8s(image: str, name: str, namespace: str, min_replicas: int, max_rep
                                     max_replicas=max_replicas, settings=_pairs(settings, "--setting"))
     manifests = api.kubernetes_manifests(image, options,
                                          registry=_registry_options(registry_username, ca_file, insecure_http))
+    if kubeconfig is not None and not dry_run:
+        from edgepack.deploy.kubernetes_apply import apply_manifests
+
+        for applied in apply_manifests(manifests, kubeconfig=kubeconfig, context=kube_context):
+            click.echo(f"applied {applied}")
+        return
     click.echo(yaml.safe_dump_all(redact(manifests) if dry_run else manifests, sort_keys=False), nl=False)
 
 
