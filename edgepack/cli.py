@@ -339,33 +339,32 @@ def deploy_k8s(image: str, name: str, namespace: str, min_replicas: int, max_rep
 @click.option("--name", required=True, help="The Function App.")
 @click.option("--plan", required=True, help="A Linux Elastic Premium or Dedicated plan in the resource group.")
 @click.option("--image", required=True, metavar="REF@DIGEST", help="A pushed function image, pinned by digest.")
-@click.option("--image-registry-username", metavar="USER", help="User the app pulls the image with.")
-@click.option("--image-registry-password-env", metavar="VAR", help="Variable holding that user's password.")
+@click.option("--registry-username", metavar="USER", help="User the app (and edgepack) pull the image with.")
+@click.option("--registry-password-env", metavar="VAR", help="Variable holding that user's password.")
 @click.option("--setting", "settings", multiple=True, metavar="K=V", help="App setting to add or update.")
 @click.option("--dry-run", is_flag=True, help="Send the reads, print the writes (secrets redacted), send nothing.")
-@_registry_flags
+@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), help="CA bundle for the image registry.")
+@click.option("--insecure-http", is_flag=True, help="Allow plain HTTP to a non-loopback image registry.")
 def deploy_functionapp(subscription: str, resource_group: str, name: str, plan: str, image: str,
-                       image_registry_username: str | None, image_registry_password_env: str | None,
-                       settings: tuple[str, ...], dry_run: bool, registry_username: str | None, ca_file: str | None,
-                       insecure_http: bool) -> None:
+                       registry_username: str | None, registry_password_env: str | None, settings: tuple[str, ...],
+                       dry_run: bool, ca_file: str | None, insecure_http: bool) -> None:
     """Create or update a Linux container Function App running IMAGE (ARM through azure-mgmt-web)."""
     from azure.identity import DefaultAzureCredential  # imported lazily: only Azure deploys need it
     from requests.adapters import HTTPAdapter
 
     from edgepack.deploy import functionapp
 
-    if image_registry_password_env and image_registry_password_env not in os.environ:
-        raise click.BadParameter(f"'{image_registry_password_env}' is not set",
-                                 param_hint="--image-registry-password-env")
+    if registry_password_env and registry_password_env not in os.environ:
+        raise click.BadParameter(f"'{registry_password_env}' is not set", param_hint="--registry-password-env")
+    password = os.environ.get(registry_password_env or "")
     adapter = functionapp.DryRunAdapter(HTTPAdapter()) if dry_run else None
     client = functionapp.make_client(DefaultAzureCredential(), subscription, adapter)
     options = functionapp.FunctionAppOptions(
         subscription=subscription, resource_group=resource_group, name=name, plan=plan, image=image,
-        registry_username=image_registry_username,
-        registry_password=os.environ.get(image_registry_password_env or "", None),
-        settings=_pairs(settings, "--setting"))
-    site = api.deploy_functionapp(options, client=client,
-                                  registry=_registry_options(registry_username, ca_file, insecure_http))
+        registry_username=registry_username, registry_password=password, settings=_pairs(settings, "--setting"))
+    registry = api.RegistryOptions(username=registry_username, password=password, ca_file=ca_file,
+                                   insecure_http=insecure_http)
+    site = api.deploy_functionapp(options, client=client, registry=registry)
     if adapter is not None:
         recorded = [{**r.to_dict(), "body": functionapp.redact_settings(r.body)} for r in adapter.recorded]
         click.echo(json.dumps(recorded, indent=2))
