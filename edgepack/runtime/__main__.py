@@ -38,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         log.error("cannot start: %s", exc)
         return 2
     runtime = Runtime(config)
-    server = ScoringServer(runtime, keys, auth_enabled=config.auth_enabled)
+    server = ScoringServer(runtime, keys, auth_enabled=config.auth_enabled,
+                           workers=int(os.environ.get("EDGEPACK_WORKERS", "8")),
+                           max_pending=int(os.environ.get("EDGEPACK_MAX_PENDING", "64")))
     return asyncio.run(_run(server, runtime, args.host, args.port, log))
 
 

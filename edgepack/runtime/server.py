@@ -1,7 +1,9 @@
 """The scoring web server: HTTP/1.1 on asyncio streams, keep-alive, scoring in a thread pool.
 
 Routes: ``POST /score``, ``GET /`` (liveness), ``GET /health`` (readiness: 200 once init() returned),
-``GET /swagger.json``. Errors are JSON ``{"error": ...}`` with 400/401/404/405/411/413/500/503 statuses.
+``GET /swagger.json``. Errors are JSON ``{"error": ...}`` with 400/401/404/405/411/413/500/503 statuses. Under
+overload it sheds with 503 + ``Retry-After`` instead of queueing without bound, and a slow client only ever
+holds its own connection (reads have a timeout).
 """
 
 from __future__ import annotations
@@ -75,9 +77,15 @@ def encode(result: ScoreResult, *, keep_alive: bool) -> bytes:
 class ScoringServer:
     """Serves one Runtime; ``auth_enabled`` requires ``Authorization: Bearer <primary|secondary>``."""
 
-    def __init__(self, runtime: Runtime, keys: KeyRing, *, auth_enabled: bool, workers: int | None = None) -> None:
+    def __init__(self, runtime: Runtime, keys: KeyRing, *, auth_enabled: bool, workers: int | None = None,
+                 max_pending: int = 64, read_timeout: float = 30.0) -> None:
         self.runtime, self.keys, self.auth_enabled = runtime, keys, auth_enabled
         self.pool = ThreadPoolExecutor(max_workers=workers or 8, thread_name_prefix="score")
+        # Scoring requests admitted at once (running or waiting for a worker). Past that the server sheds
+        # load with 503 + Retry-After rather than queueing without bound and answering everyone late.
+        self.max_pending = max_pending
+        self.pending = 0
+        self.read_timeout = read_timeout
 
     def _authorized(self, request: Request) -> bool:
         if not self.auth_enabled:
@@ -117,29 +125,42 @@ class ScoringServer:
         if length > self.runtime.config.max_request_bytes:
             return error_result(413, f"request body of {length} bytes exceeds the limit of "
                                      f"{self.runtime.config.max_request_bytes} bytes")
-        request.body = await reader.readexactly(length) if length else b""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.pool, self.runtime.score, request.body,
-                                          request.headers.get("content-type"))
+        if self.pending >= self.max_pending:
+            result = error_result(503, f"overloaded: {self.pending} requests in progress; retry shortly")
+            result.headers["Retry-After"] = "1"
+            return result
+        self.pending += 1
+        try:
+            # A slow sender only holds its own connection: the body must arrive within the read timeout.
+            request.body = await asyncio.wait_for(reader.readexactly(length), self.read_timeout) if length else b""
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self.pool, self.runtime.score, request.body,
+                                              request.headers.get("content-type"))
+        finally:
+            self.pending -= 1
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve one connection until the client closes it or asks to."""
-        await serve_connection(reader, writer, self.respond)
+        await serve_connection(reader, writer, self.respond, read_timeout=self.read_timeout)
 
 
 Responder = Callable[[Request, asyncio.StreamReader], Awaitable[ScoreResult]]
 
 
-async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, respond: Responder) -> None:
+async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, respond: Responder, *,
+                           read_timeout: float = 30.0) -> None:
     """The HTTP/1.1 keep-alive loop shared by every in-image server: read a head, let ``respond`` answer (it
     reads the body when it wants it), write the response, log one line. A body left unread closes the
-    connection, since the next request's head would start inside it."""
+    connection, since the next request's head would start inside it. A request head that does not arrive
+    within ``read_timeout`` (an idle keep-alive or a slow client) closes the connection."""
     try:
         while True:
             try:
-                request = await read_head(reader)
+                request = await asyncio.wait_for(read_head(reader), read_timeout)
             except (ValueError, asyncio.LimitOverrunError):
                 writer.write(encode(error_result(400, "malformed HTTP request"), keep_alive=False))
+                break
+            except asyncio.TimeoutError:
                 break
             if request is None:
                 break
@@ -153,7 +174,7 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
                      (time.perf_counter() - started) * 1000)
             if not keep:
                 break
-    except (ConnectionError, asyncio.IncompleteReadError):
+    except (ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError):
         pass
     finally:
         writer.close()

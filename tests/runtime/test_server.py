@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 import time
 
@@ -161,3 +162,68 @@ def test_binary_bodies_reach_run_as_bytes_and_failures_hide_details(tmp_path, ca
         _stop(handle)
     assert any(boom.json()["error_id"] in r.getMessage() and "secret internal detail" in r.getMessage()
                for r in caplog.records)
+
+
+GATED = '''
+import os, time
+
+def init():
+    pass
+
+def run(raw):
+    while not os.path.exists(os.environ["GATE"]):
+        time.sleep(0.01)
+    return {"ok": True}
+'''
+
+
+def test_overload_is_shed_with_503_and_retry_after(tmp_path, monkeypatch):
+    gate = tmp_path / "gate"
+    monkeypatch.setenv("GATE", str(gate))
+    runtime = Runtime(_config(tmp_path, GATED))
+    server = ScoringServer(runtime, KeyRing(env={}), auth_enabled=False, workers=2, max_pending=2)
+    url, stop = serve_in_thread(server.handle)
+    threading.Thread(target=runtime.start, daemon=True).start()
+    try:
+        with httpx.Client(base_url=url, timeout=30) as probe:
+            _wait_ready(probe)
+        results: list = []
+        blocked = [threading.Thread(target=lambda: results.append(httpx.post(f"{url}/score", json={}, timeout=30)))
+                   for _ in range(2)]
+        for t in blocked:
+            t.start()
+        for _ in range(500):  # both admitted and waiting on the gate
+            if server.pending == 2:
+                break
+            time.sleep(0.01)
+        shed = [httpx.post(f"{url}/score", json={}, timeout=30) for _ in range(4)]
+        assert [r.status_code for r in shed] == [503] * 4
+        assert all(r.headers["retry-after"] == "1" and "overloaded" in r.json()["error"] for r in shed)
+        gate.write_text("open")
+        for t in blocked:
+            t.join(30)
+        assert [r.status_code for r in results] == [200, 200]
+        assert httpx.post(f"{url}/score", json={}, timeout=30).status_code == 200
+    finally:
+        stop()
+        server.pool.shutdown()
+
+
+def test_a_slow_client_holds_only_its_own_connection(tmp_path):
+    runtime = Runtime(_config(tmp_path, SCORE_PY))
+    server = ScoringServer(runtime, KeyRing(env={}), auth_enabled=False, read_timeout=0.5)
+    url, stop = serve_in_thread(server.handle)
+    threading.Thread(target=runtime.start, daemon=True).start()
+    host, port = url.rsplit("/", 1)[1].split(":")
+    try:
+        with httpx.Client(base_url=url) as client:
+            _wait_ready(client)
+            slow = socket.create_connection((host, int(port)))
+            slow.sendall(b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n")  # and never finishes
+            assert client.post("/score", json={"data": [[1.0, 2.0, 3.0, 4.0]]}).status_code == 200
+            slow.settimeout(10)
+            assert slow.recv(100) == b""  # closed by the server after its read timeout
+            slow.close()
+    finally:
+        stop()
+        server.pool.shutdown()
