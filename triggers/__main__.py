@@ -16,10 +16,11 @@ import logging
 import os
 import sys
 import threading
+from typing import Any
 
 from edgepack.runtime.keys import KeyRing
 from triggers.bindings import TriggerError
-from triggers.host import IndexError_, function_json, load_app
+from triggers.host import IndexedFunction, IndexError_, function_json, load_app
 from triggers.http import HttpFunctions, HttpHost
 
 
@@ -29,6 +30,25 @@ def _route_prefix(script_root: str) -> str:
             return json.load(f).get("extensions", {}).get("http", {}).get("routePrefix", "api")
     except (OSError, ValueError):
         return "api"
+
+
+def _driver_for(fn: IndexedFunction) -> Any:
+    """The driver of a non-HTTP trigger, or None. The SDKs are imported only here: a blob function image has
+    the storage SDK, a Service Bus one the Service Bus SDK, an HTTP one neither.
+
+    Raises:
+        TriggerError: the driver cannot start (a connection setting is missing).
+    """
+    kind = fn.trigger["type"]
+    if kind == "blobTrigger":
+        from triggers.blob import BlobTrigger
+
+        return BlobTrigger(fn, app_name=os.environ.get("WEBSITE_SITE_NAME", "edgepack"))
+    if kind == "serviceBusTrigger":
+        from triggers.servicebus import ServiceBusTrigger
+
+        return ServiceBusTrigger(fn)
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,28 +74,16 @@ def main(argv: list[str] | None = None) -> int:
                   "or EDGEPACK_PRIMARY_KEY (edgepack run does this)")
         return 2
     stop = threading.Event()
-    for fn in functions:
-        if fn.trigger["type"] == "blobTrigger":
-            # Imported only here: the storage SDK is in blob function images, not in the others.
-            from triggers.blob import BlobTrigger
-
-            try:
-                trigger = BlobTrigger(fn, app_name=os.environ.get("WEBSITE_SITE_NAME", "edgepack"))
-            except TriggerError as exc:
-                log.error("cannot start: %s", exc)
-                return 2
-            threading.Thread(target=trigger.run, args=(stop,), name=f"blob-{fn.name}", daemon=True).start()
-        elif fn.trigger["type"] == "serviceBusTrigger":
-            from triggers.servicebus import ServiceBusTrigger
-
-            try:
-                sb = ServiceBusTrigger(fn)
-            except TriggerError as exc:
-                log.error("cannot start: %s", exc)
-                return 2
-            threading.Thread(target=sb.run, args=(stop,), name=f"servicebus-{fn.name}", daemon=True).start()
-        elif fn.trigger["type"] != "httpTrigger":
-            log.warning("function %s: trigger '%s' is not driven by this host", fn.name, fn.trigger["type"])
+    try:
+        for fn in functions:
+            driver = _driver_for(fn)
+            if driver is not None:
+                threading.Thread(target=driver.run, args=(stop,), name=f"trigger-{fn.name}", daemon=True).start()
+            elif fn.trigger["type"] != "httpTrigger":
+                log.warning("function %s: trigger '%s' is not driven by this host", fn.name, fn.trigger["type"])
+    except TriggerError as exc:
+        log.error("cannot start: %s", exc)
+        return 2
     host = HttpHost(routes, functions)
     try:
         return asyncio.run(_serve(host, args.host, args.port, log))
