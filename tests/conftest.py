@@ -81,3 +81,21 @@ def docker_daemon(dev_env):
     from edgepack.daemon import DockerDaemon
 
     return DockerDaemon()
+
+
+@pytest.fixture
+def start_broker():
+    """Start local Service Bus brokers (``start_broker(["queue:max_delivery:lock_seconds", ...])``), stopped after."""
+    from edgepack.devtools.servicebus import BrokerThread
+    from tests.registry_server import free_port
+
+    started = []
+
+    def start(queues: list[str]):
+        broker = BrokerThread(free_port(), queues).start()
+        started.append(broker)
+        return broker
+
+    yield start
+    for broker in started:
+        broker.stop()

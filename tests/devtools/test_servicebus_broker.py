@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
 from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusReceiveMode
 
-from edgepack.devtools.servicebus import BrokerThread
-
 
 @pytest.fixture
-def broker():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    b = BrokerThread(port, ["work:3:1", "other"]).start()
-    yield b
-    b.stop()
+def broker(start_broker):
+    return start_broker(["work:3:1", "other"])
 
 
 def test_send_batch_receive_complete_abandon_and_dead_letter(broker):

@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import json
-import socket
 
 import numpy as np
 import pytest
 from azure.servicebus import ServiceBusClient, ServiceBusMessage
 
-from edgepack.devtools.servicebus import BrokerThread
 from tests.project import expected, make_model, make_project, run_cli
 
 pytestmark = pytest.mark.integration
 
 
-def test_servicebus_function_in_a_container(tmp_path, edgepack_home, capsys, functions_base_image_ref):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    broker = BrokerThread(port, ["requests:3:2", "scores"]).start()
+def test_servicebus_function_in_a_container(tmp_path, edgepack_home, capsys, functions_base_image_ref,
+                                            start_broker):
+    broker = start_broker(["requests:3:2", "scores"])
     config = make_project(tmp_path / "proj")
     model = make_model(tmp_path / "model.onnx", seed=71)
     assert run_cli(["model", "register", "m", str(model)], capsys)[0] == 0
@@ -29,7 +25,7 @@ def test_servicebus_function_in_a_container(tmp_path, edgepack_home, capsys, fun
                               "--connection", "SB", "--base-image", functions_base_image_ref, "--output",
                               str(layout)], capsys)
     assert code == 0, err
-    name = f"sb-{port}"
+    name = f"sb-{broker.port}"
     try:
         code, out, err = run_cli(["run", str(layout), "--host-network", "--name", name, "--env",
                                   f"SB={broker.connection_string()}", "--env", "IN_QUEUE=requests"], capsys)
@@ -53,4 +49,3 @@ def test_servicebus_function_in_a_container(tmp_path, edgepack_home, capsys, fun
         assert logs.count("invoked score on message") == 50
     finally:
         run_cli(["stop", name], capsys)
-        broker.stop()

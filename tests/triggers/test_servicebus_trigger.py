@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -15,7 +14,6 @@ import numpy as np
 import pytest
 from azure.servicebus import ServiceBusClient, ServiceBusMessage
 
-from edgepack.devtools.servicebus import BrokerThread
 from edgepack.targets import parse_target
 from tests.project import expected, make_function_app
 from triggers.host import load_app
@@ -25,13 +23,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 @pytest.fixture
-def broker():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    b = BrokerThread(port, ["requests:3:1", "scores"]).start()
-    yield b
-    b.stop()
+def broker(start_broker):
+    return start_broker(["requests:3:1", "scores"])
 
 
 @pytest.fixture
