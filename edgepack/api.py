@@ -246,20 +246,23 @@ def kubernetes_manifests(image: str, options: KubernetesOptions, *,
     Raises:
         DeployError: a tag without digest, an image that is not a function image, or a trigger KEDA cannot scale.
     """
+    ref, functions = _function_metadata(image, registry)
+    return render_manifests(functions, str(ref), options)
+
+
+def _function_metadata(image: str, registry: RegistryOptions | None) -> tuple[ImageRef, list[dict[str, Any]]]:
+    """The pinned reference of a function image and its indexed functions (read from the image config)."""
     ref = ImageRef.parse(image)
     if ref.digest is None:
-        raise DeployError(f"deploying '{image}': a tag without a digest", hint="Pass REF@sha256:... as printed by push.")
-    return render_manifests(_function_labels(ref, registry), str(ref), options)
-
-
-def _function_labels(ref: ImageRef, registry: RegistryOptions | None) -> list[dict[str, Any]]:
+        raise DeployError(f"deploying '{image}': a tag without a digest",
+                          hint="Pass REF@sha256:... as printed by 'edgepack push'.")
     with _Clients(registry or RegistryOptions()) as clients:
         config = fetch_config(clients(ref), ref)
     labels = (config.get("config") or {}).get("Labels") or {}
     if FUNCTIONS_LABEL not in labels:
         raise DeployError(f"deploying '{ref}': not an edgepack function image (no {FUNCTIONS_LABEL} label)",
                           hint="Package with --target functions-http, functions-blob or functions-servicebus.")
-    return json.loads(labels[FUNCTIONS_LABEL])
+    return ref, json.loads(labels[FUNCTIONS_LABEL])
 
 
 def deploy_functionapp(options: functionapp.FunctionAppOptions, *, client: Any,
@@ -269,11 +272,7 @@ def deploy_functionapp(options: functionapp.FunctionAppOptions, *, client: Any,
     The connection settings its triggers name (read from the image's indexed metadata) must be set on the app
     or given in ``options.settings``; nothing is sent when they are not.
     """
-    ref = ImageRef.parse(options.image)
-    if ref.digest is None:
-        raise DeployError(f"deploying '{options.image}': a tag without a digest",
-                          hint="Pass REF@sha256:... as printed by 'edgepack push'.")
-    functions = _function_labels(ref, registry)
+    _, functions = _function_metadata(options.image, registry)
     needed = {b.get("connection") for f in functions for b in f["bindings"] if b.get("connection")}
     options = replace(options, required_settings=tuple(sorted({"AzureWebJobsStorage", *needed})))
     return functionapp.deploy(client, options)
