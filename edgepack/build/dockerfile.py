@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 from edgepack.oci.layer import LayerSpec
-from edgepack.oci.layout import staged_dir
+from edgepack.oci.layout import link_or_copy, staged_dir
 from edgepack.oci.plan import ImagePlan
 
 
@@ -50,10 +49,7 @@ def _copy_layer(spec: LayerSpec, root: Path) -> None:
         if entry.data is not None:
             dest.write_bytes(entry.data)
         else:
-            try:
-                os.link(entry.source, dest)  # type: ignore[arg-type]
-            except OSError:
-                shutil.copyfile(entry.source, dest)  # type: ignore[arg-type]
+            link_or_copy(Path(entry.source), dest)  # type: ignore[arg-type]
         os.chmod(dest, entry.mode)
 
 

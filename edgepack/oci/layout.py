@@ -47,7 +47,8 @@ class LayoutImage:
         return (self.config, *self.layers)
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
+def link_or_copy(src: Path, dst: Path) -> None:
+    """Hard-link ``src`` to ``dst`` (no bytes copied), or copy it when they are on different file systems."""
     try:
         os.link(src, dst)
     except OSError:
@@ -65,7 +66,7 @@ def write_layout(out_dir: Path, *, manifest: bytes, manifest_digest: str, blobs:
         blob_dir = staged / "blobs" / "sha256"
         blob_dir.mkdir(parents=True)
         for digest, path in blobs:
-            _link_or_copy(path, blob_dir / digest.split(":", 1)[1])
+            link_or_copy(path, blob_dir / digest.split(":", 1)[1])
         (blob_dir / manifest_digest.split(":", 1)[1]).write_bytes(manifest)
         desc = Descriptor(OCI_MANIFEST, manifest_digest, len(manifest),
                           annotations={REF_NAME: ref_name} if ref_name else {})
