@@ -1,25 +1,25 @@
-"""In-process asyncio servers for tests: serve a connection handler on a free loopback port from a thread."""
+"""In-process servers for tests: serve an HTTP app (edgepack.runtime.http) on a free loopback port from a thread."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Awaitable, Callable
+from typing import Callable
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+from edgepack.runtime.http import App, listen
 
 
-def serve_in_thread(handle: Handler) -> tuple[str, Callable[[], None]]:
+def serve_in_thread(app: App, *, read_timeout: float = 30.0) -> tuple[str, Callable[[], None]]:
     """Start serving; returns (base URL, stop function). The thread runs its own event loop."""
     state: dict = {}
     started = threading.Event()
 
     async def main() -> None:
         state["loop"], state["stop"] = asyncio.get_running_loop(), asyncio.Event()
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        state["port"] = server.sockets[0].getsockname()[1]
+        listener = await listen(app, "127.0.0.1", 0, read_timeout=read_timeout)
+        state["port"] = listener.port
         started.set()
-        async with server:
+        async with listener:
             await state["stop"].wait()
 
     thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)

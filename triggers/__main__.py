@@ -18,6 +18,7 @@ import sys
 import threading
 from typing import Any
 
+from edgepack.runtime.http import listen
 from edgepack.runtime.keys import KeyRing
 from triggers.bindings import TriggerError
 from triggers.host import IndexedFunction, IndexError_, function_json, load_app
@@ -92,10 +93,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _serve(host: HttpHost, address: str, port: int, log: logging.Logger) -> int:
-    server = await asyncio.start_server(host.handle, address, port, backlog=1024)
+    listener = await listen(host, address, port)
     log.info("serving %d function(s) on %s:%d", len(host.functions), address, port)
-    async with server:
-        await server.serve_forever()
+    async with listener:
+        await asyncio.Event().wait()
     return 0
 
 

@@ -22,7 +22,7 @@ import azure.functions as func
 
 from edgepack.runtime.keys import KeyRing
 from edgepack.runtime.scoring import ScoreResult, error_result
-from edgepack.runtime.server import Request, json_result, serve_connection
+from edgepack.runtime.http import Request, json_result
 from triggers.host import IndexedFunction
 
 log = logging.getLogger("triggers.http")
@@ -129,23 +129,27 @@ def _convert(out: Any) -> ScoreResult:
 
 
 class HttpHost:
-    """The asyncio HTTP front of the local host (reusing the runtime's HTTP/1.1 plumbing)."""
+    """The HTTP front of the local host, on the runtime's HTTP/1.1 protocol."""
+
+    max_body = 100 << 20  # the Functions host's default request size limit
 
     def __init__(self, routes: HttpFunctions, functions: list[IndexedFunction]) -> None:
         self.routes, self.functions = routes, functions
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Serve one connection with keep-alive."""
-        await serve_connection(reader, writer, self._respond)
-
-    async def _respond(self, request: Request, reader: asyncio.StreamReader) -> ScoreResult:
-        length = int(request.headers.get("content-length") or 0)
-        request.body = await reader.readexactly(length) if length else b""
+    def admit(self, request: Request) -> ScoreResult | None:
+        """Answer liveness, unknown routes, wrong methods or keys and oversized bodies before the body is read."""
         if request.path in ("", "/") and request.method in ("GET", "HEAD"):
             return json_result(200, {"status": "alive", "functions": [f.name for f in self.functions]})
+        if request.length > self.max_body:
+            return error_result(413, f"request body of {request.length} bytes exceeds the limit of "
+                                     f"{self.max_body} bytes")
         error, found = self.routes.match(request)
         if error is not None:
             return error
-        fn, params = found
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.routes.pool, self.routes.invoke, fn, request, params)
+        request.route = found
+        return None
+
+    def respond(self, request: Request) -> asyncio.Future:
+        """Invoke the matched function in the worker pool."""
+        fn, params = request.route
+        return asyncio.get_running_loop().run_in_executor(self.routes.pool, self.routes.invoke, fn, request, params)

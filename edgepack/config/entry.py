@@ -38,3 +38,12 @@ def check_entry_script(path: Path, field: str) -> list[str]:
     elif not _accepts_one(run):
         problems.append(f"{field}: run() in '{path.name}' must take exactly one argument (the request data)")
     return problems
+
+
+def defines_function(path: Path, name: str) -> bool:
+    """True when the script at ``path`` defines a top-level function ``name`` (False if it cannot be parsed)."""
+    try:
+        tree = ast.parse(path.read_text(), filename=str(path))
+    except (SyntaxError, OSError, UnicodeDecodeError):
+        return False
+    return any(isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name for node in tree.body)

@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from edgepack.config.entry import check_entry_script
+from edgepack.config.entry import check_entry_script, defines_function
 from edgepack.config.files import FileProblem, read_structured, requirement_lines
 from edgepack.errors import ConfigError
 
 DEFAULT_MAX_REQUEST_BYTES = 10 << 20
 KEYS = ("entryScript", "sourceDirectory", "runtime", "condaFile", "baseImage", "baseImageRegistry",
         "requirementsFile", "pipRequirements", "environmentVariables", "inputSample", "outputSample",
-        "inputSampleFile", "outputSampleFile", "maxRequestBytes", "description")
+        "inputSampleFile", "outputSampleFile", "maxRequestBytes", "batching", "description")
 UNSUPPORTED = {
     "extraDockerfileSteps": "edgepack builds without running commands in the image; add files to the source "
                             "directory or packages to pipRequirements instead",
@@ -61,6 +61,8 @@ class InferenceConfig:
     input_sample: Any = None
     output_sample: Any = None
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    # Micro-batching of binary tensor requests for scripts with run_batch(): max_batch_size rows, max_wait_ms.
+    batching: Mapping[str, float] | None = None
     source: Path | None = None
 
     @classmethod
@@ -129,7 +131,7 @@ class _Walker:
             pip_requirements=tuple(reqs), conda_file=conda, base_image=self._str("baseImage"),
             base_image_registry=self._registry(), environment_variables=self._env(),
             input_sample=self._sample("inputSample"), output_sample=self._sample("outputSample"),
-            max_request_bytes=self._max_bytes(), source=Path(source))
+            max_request_bytes=self._max_bytes(), batching=self._batching(entry), source=Path(source))
 
     def _entry(self, src_dir: Path | None) -> Path | None:
         if "entryScript" not in self.data:
@@ -235,3 +237,28 @@ class _Walker:
             self.problems.append("maxRequestBytes: must be a positive integer")
             return DEFAULT_MAX_REQUEST_BYTES
         return value
+
+    def _batching(self, entry: Path | None) -> dict[str, float] | None:
+        value = self.data.get("batching")
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            self.problems.append("batching: must be a mapping with maxBatchSize and maxWaitMs")
+            return None
+        out: dict[str, float] = {}
+        for key, name, low, high in (("maxBatchSize", "max_batch_size", 1, 4096), ("maxWaitMs", "max_wait_ms", 0, 1000)):
+            given = value.get(key)
+            if given is None:
+                continue
+            if isinstance(given, bool) or not isinstance(given, (int, float)) or not low <= given <= high:
+                self.problems.append(f"batching.{key}: must be a number from {low} to {high}")
+            elif key == "maxBatchSize" and not isinstance(given, int):
+                self.problems.append("batching.maxBatchSize: must be a whole number")
+            else:
+                out[name] = given
+        for key in value:
+            if key not in ("maxBatchSize", "maxWaitMs"):
+                self.problems.append(f"batching.{key}: unknown key (maxBatchSize, maxWaitMs)")
+        if entry is not None and not defines_function(entry, "run_batch"):
+            self.problems.append(f"batching: '{entry.name}' defines no run_batch(batch) function to take the batches")
+        return out

@@ -97,6 +97,7 @@ def runtime_config(model: ModelArtifact, config: InferenceConfig, *, target: str
         "input_sample": config.input_sample,
         "output_sample": config.output_sample,
         "max_request_bytes": config.max_request_bytes,
+        "batching": dict(config.batching) if config.batching is not None else None,
         "auth_enabled": auth_enabled,
         "route": "score",
         "auth_level": auth_level,

@@ -38,9 +38,16 @@ def main(argv: list[str] | None = None) -> int:
         log.error("cannot start: %s", exc)
         return 2
     runtime = Runtime(config)
+    env = os.environ
+    batching = {**(config.batching or {})}
+    if "EDGEPACK_MAX_BATCH" in env:
+        batching["max_batch_size"] = int(env["EDGEPACK_MAX_BATCH"])
+    if "EDGEPACK_MAX_WAIT_MS" in env:
+        batching["max_wait_ms"] = float(env["EDGEPACK_MAX_WAIT_MS"])
     server = ScoringServer(runtime, keys, auth_enabled=config.auth_enabled,
-                           workers=int(os.environ.get("EDGEPACK_WORKERS", "8")),
-                           max_pending=int(os.environ.get("EDGEPACK_MAX_PENDING", "64")))
+                           workers=int(env.get("EDGEPACK_WORKERS", "8")),
+                           max_pending=int(env.get("EDGEPACK_MAX_PENDING", "64")),
+                           inline_budget=float(env.get("EDGEPACK_INLINE_MS", "1")) / 1000, batching=batching)
     return asyncio.run(_run(server, runtime, args.host, args.port, log))
 
 

@@ -13,12 +13,14 @@ import logging
 import os
 import sys
 import threading
+import time
 import traceback
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgepack.runtime import schema
+from edgepack.runtime import parsed, schema
+from edgepack.runtime.parsed import ParsedText, real_loads
 from edgepack.runtime.settings import RuntimeConfig, RuntimeSetupError
 
 log = logging.getLogger("edgepack.runtime")
@@ -51,6 +53,9 @@ def _default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+_ENCODER = json.JSONEncoder(default=_default)
+
+
 def _import_entry(config: RuntimeConfig) -> Any:
     if config.source_dir and config.source_dir not in sys.path:
         sys.path.insert(0, config.source_dir)
@@ -79,7 +84,25 @@ class Runtime:
         self.config = config
         self.ready = threading.Event()
         self._module: Any = None
+        # The entry script's optional run_batch(array): scores stacked binary tensor requests (see batching).
+        self.run_batch: Any = None
         self._schema = schema.infer_schema(config.input_sample) if config.input_sample is not None else None
+        self._fits = schema.compile_check(self._schema) if self._schema is not None else None
+        # An exponential moving average of score() time in seconds; infinite until a few requests were timed.
+        self._cost, self._timed, self._warmup = float("inf"), 0, 0.0
+
+    def typical_cost(self) -> float:
+        """Recent typical time of one score() call in seconds (infinite before there is enough to tell)."""
+        return self._cost
+
+    def _note_cost(self, seconds: float) -> None:
+        self._timed += 1
+        if self._timed < 8:
+            self._warmup = max(self._warmup, seconds)
+        elif self._timed == 8:
+            self._cost = max(self._warmup, seconds)  # the slowest of the first calls, to be safe
+        else:
+            self._cost += (seconds - self._cost) * 0.05
 
     def start(self) -> None:
         """Import the entry script and call ``init()`` once; ``ready`` is set when it returned.
@@ -89,9 +112,12 @@ class Runtime:
         """
         os.environ["AZUREML_MODEL_DIR"] = self.config.model_dir
         os.environ["EDGEPACK_MODEL_DIR"] = self.config.model_dir
+        parsed.install()
         try:
             self._module = _import_entry(self.config)
             self._module.init()
+            run_batch = getattr(self._module, "run_batch", None)
+            self.run_batch = run_batch if callable(run_batch) else None
         except RuntimeSetupError:
             raise
         except Exception as exc:
@@ -119,15 +145,19 @@ class Runtime:
         if not mime.startswith(BINARY_PREFIXES):
             try:
                 text = body.decode("utf-8")
-                parsed = json.loads(text)
+                value = real_loads(text)
             except (UnicodeDecodeError, ValueError) as exc:
                 return error_result(400, f"request body is not valid JSON: {exc}")
-            if self._schema is not None and (problem := schema.validate(parsed, self._schema)):
+            if self._fits is not None and not self._fits(value):
+                problem = schema.validate(value, self._schema)
                 return error_result(400, f"request does not match the input schema: {problem}")
-            data: Any = text
+            data: Any = ParsedText(text, value)
         else:
             data = body
-        return self._call(data)
+        started = time.perf_counter()
+        result = self._call(data)
+        self._note_cost(time.perf_counter() - started)
+        return result
 
     def _call(self, data: Any) -> ScoreResult:
         try:
@@ -140,12 +170,12 @@ class Runtime:
             return ScoreResult(200, bytes(output), "application/octet-stream")
         if isinstance(output, str):
             try:
-                json.loads(output)
+                real_loads(output)
                 return ScoreResult(200, output.encode())
             except ValueError:
                 pass
         try:
-            return ScoreResult(200, json.dumps(output, default=_default).encode())
+            return ScoreResult(200, _ENCODER.encode(output).encode())
         except (TypeError, ValueError) as exc:
             error_id = uuid.uuid4().hex
             log.error("run() returned a value that is not JSON serializable (error id %s): %s", error_id, exc)

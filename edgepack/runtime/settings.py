@@ -27,6 +27,8 @@ class RuntimeConfig:
     auth_enabled: bool = False
     route: str = "score"
     auth_level: str = "anonymous"
+    # Micro-batching of binary tensor requests: {"max_batch_size": int, "max_wait_ms": float}.
+    batching: dict[str, Any] | None = None
 
     @classmethod
     def from_file(cls, path: str | None = None) -> "RuntimeConfig":

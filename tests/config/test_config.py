@@ -342,3 +342,17 @@ def test_invalid_yaml_gives_line_and_column(tmp_path):
         load_config(path)
     assert f"reading inference config '{path}': 'bad.yaml' is not valid YAML at line 3, column 1" in str(info.value)
     assert info.value.hint == "Fix the syntax error at the position shown."
+
+
+def test_batching_loads_and_needs_run_batch_and_sane_numbers(tmp_path):
+    (tmp_path / "score.py").write_text(GOOD_SCORE + "\n\ndef run_batch(batch):\n    return batch\n")
+    data = {"entryScript": "score.py", "batching": {"maxBatchSize": 16, "maxWaitMs": 2.5}}
+    config = load_config(_write_json(tmp_path / "cfg.json", data))
+    assert config.batching == {"max_batch_size": 16, "max_wait_ms": 2.5}
+    bad = {"entryScript": "score.py", "batching": {"maxBatchSize": 0, "maxWaitMs": 5000, "maxBatch": 3}}
+    assert _problems(_write_json(tmp_path / "cfg.json", bad)) == (
+        "batching.maxBatchSize: must be a number from 1 to 4096", "batching.maxWaitMs: must be a number from 0 to 1000",
+        "batching.maxBatch: unknown key (maxBatchSize, maxWaitMs)")
+    (tmp_path / "score.py").write_text(GOOD_SCORE)
+    assert _problems(_write_json(tmp_path / "cfg.json", data)) == (
+        "batching: 'score.py' defines no run_batch(batch) function to take the batches",)

@@ -36,7 +36,7 @@ def run(raw):
 def _start(runtime: Runtime, keys: KeyRing, auth: bool, init: bool = True):
     """Serve on a free loopback port; returns (url, handle for _stop)."""
     server = ScoringServer(runtime, keys, auth_enabled=auth)
-    url, stop = serve_in_thread(server.handle)
+    url, stop = serve_in_thread(server, read_timeout=server.read_timeout)
     if init:
         threading.Thread(target=runtime.start, daemon=True).start()
     return url, (stop, server)
@@ -182,7 +182,7 @@ def test_overload_is_shed_with_503_and_retry_after(tmp_path, monkeypatch):
     monkeypatch.setenv("GATE", str(gate))
     runtime = Runtime(_config(tmp_path, GATED))
     server = ScoringServer(runtime, KeyRing(env={}), auth_enabled=False, workers=2, max_pending=2)
-    url, stop = serve_in_thread(server.handle)
+    url, stop = serve_in_thread(server, read_timeout=server.read_timeout)
     threading.Thread(target=runtime.start, daemon=True).start()
     try:
         with httpx.Client(base_url=url, timeout=30) as probe:
@@ -212,7 +212,7 @@ def test_overload_is_shed_with_503_and_retry_after(tmp_path, monkeypatch):
 def test_a_slow_client_holds_only_its_own_connection(tmp_path):
     runtime = Runtime(_config(tmp_path, SCORE_PY))
     server = ScoringServer(runtime, KeyRing(env={}), auth_enabled=False, read_timeout=0.5)
-    url, stop = serve_in_thread(server.handle)
+    url, stop = serve_in_thread(server, read_timeout=server.read_timeout)
     threading.Thread(target=runtime.start, daemon=True).start()
     host, port = url.rsplit("/", 1)[1].split(":")
     try:

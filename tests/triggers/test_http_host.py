@@ -38,7 +38,7 @@ def _app_dir(tmp_path, level: str, monkeypatch):
 
 def _serve(functions, keys):
     host = HttpHost(HttpFunctions(functions, keys, prefix="api"), functions)
-    url, stop_server = serve_in_thread(host.handle)
+    url, stop_server = serve_in_thread(host)
 
     def stop() -> None:
         stop_server()
