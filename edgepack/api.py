@@ -28,6 +28,7 @@ from edgepack.oci.layout import read_layout, write_layout
 from edgepack.oci.plan import ImagePlan
 from edgepack.oci.ref import ImageRef
 from edgepack.packagers import plan_image
+from edgepack.profiling import session as profiling
 from edgepack.packagers.function_index import LABEL as FUNCTIONS_LABEL
 from edgepack.registry import PushResult, RegistryClient, fetch_config, push_image
 from edgepack.targets import Target
@@ -35,7 +36,7 @@ from edgepack.targets import Target
 __all__ = [
     "RegistryOptions", "PackageResult", "register_model", "list_models", "get_model", "download_model",
     "delete_model", "plan", "package", "push", "run", "stop", "logs", "run_keys", "regenerate_run_key",
-    "kubernetes_manifests", "KubernetesOptions", "deploy_functionapp",
+    "kubernetes_manifests", "KubernetesOptions", "deploy_functionapp", "profile",
 ]
 
 log = logging.getLogger(__name__)
@@ -304,3 +305,19 @@ def run_keys(home: Home, name: str) -> dict[str, str]:
 def regenerate_run_key(home: Home, name: str, which: str) -> dict[str, str]:
     """Replace one key of a local run; the server picks it up without a restart."""
     return keystore.regenerate_key(home.runs / name, which)
+
+
+def profile(home: Home, *, model_ref: str, config_path: Path, sample_path: Path,
+            concurrencies: tuple[int, ...] = (1, 2, 4, 8), seconds: float = 5.0, startup_timeout: float = 120.0,
+            progress: Callable[[str], None] | None = None) -> profiling.ProfileReport:
+    """Serve the model locally under load at each concurrency; measure and recommend CPU and memory.
+
+    Raises:
+        ConfigError, ModelNotFound: as loading fails. ProfileError: the runtime did not start, the sample was
+            refused, or no level ran without errors.
+    """
+    config = load_config(config_path)
+    model = get_model(home, model_ref)
+    samples = profiling.read_samples(sample_path)
+    return profiling.profile(model, config, samples, concurrencies=concurrencies, seconds=seconds,
+                       startup_timeout=startup_timeout, progress=progress)

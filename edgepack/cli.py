@@ -18,6 +18,7 @@ import click
 
 from edgepack import __version__, api
 from edgepack.build.builder import BuildOptions
+from edgepack.cli_profile import profile_cmd
 from edgepack.errors import EdgepackError
 from edgepack.home import Home
 from edgepack.targets import TARGET_NAMES, parse_target
@@ -79,10 +80,12 @@ def _progress():
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgepack")
 @click.option("-v", "--verbose", count=True, help="More progress on stderr (-vv for debug).")
-def cli(verbose: int) -> None:
+@click.pass_context
+def cli(ctx: click.Context, verbose: int) -> None:
     """Package registered ML models as OCI images for Azure Functions, IoT Edge, FPGA and web services."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, stream=sys.stderr, format="%(message)s")
+    ctx.obj = _home
 
 
 @cli.group()
@@ -370,6 +373,9 @@ def deploy_functionapp(subscription: str, resource_group: str, name: str, plan: 
         click.echo(json.dumps(recorded, indent=2))
     else:
         click.echo(site)
+
+
+cli.add_command(profile_cmd)
 
 
 def main() -> None:

@@ -13,7 +13,8 @@ and an optional one-line hint (what the user can do about it)::
     ├── RegistryError             pull or push failed, including in-stream errors
     │   ├── InvalidReference      a malformed image reference
     │   └── AuthenticationError   the registry refused the credentials
-    └── DeployError               the apply step failed (.command, .returncode, .stderr_tail)
+    ├── DeployError               the apply step failed (.command, .returncode, .stderr_tail)
+    └── ProfileError              the entry script would not start or refused the sample under profiling
 
 Messages follow the form ``"<doing what> '<subject>': <cause>"``: lowercase, no trailing period.
 Third-party exceptions are translated once, at the edge, with ``raise XError(...) from exc``.
@@ -33,6 +34,7 @@ __all__ = [
     "InvalidReference",
     "AuthenticationError",
     "DeployError",
+    "ProfileError",
 ]
 
 
@@ -118,3 +120,7 @@ class DeployError(EdgepackError):
         self.command = command
         self.returncode = returncode
         self.stderr_tail = stderr_tail
+
+
+class ProfileError(EdgepackError):
+    """Profiling could not measure: the entry script did not start, or the sample was refused."""

@@ -1,44 +1,50 @@
-"""The access log: a summary line per interval instead of a line per request, which at thousands of requests a
-second would cost more than the scoring. ``EDGEPACK_ACCESS_LOG=1`` logs every request as well. Failed requests
-(status 500 and up) are always logged one by one.
+"""The access log: a line per request (``POST /score 200 1.2ms``), buffered and written to stderr a few times a
+second in one write, so that at thousands of requests a second logging costs an append, not a write each.
+``EDGEPACK_ACCESS_LOG=0`` turns it off. Internal failures (status 500) are also logged at once through
+``logging``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
+from typing import TextIO
 
 log = logging.getLogger("edgepack.runtime.access")
+FLUSH_SECONDS = 0.2
 
 
 class AccessLog:
-    """Counts requests by status class and keeps the latencies of the current interval."""
+    """Collects access lines and writes them in batches."""
 
-    def __init__(self, *, interval: float = 60.0, every_request: bool | None = None) -> None:
-        self.interval = interval
-        self.every_request = (os.environ.get("EDGEPACK_ACCESS_LOG", "") in ("1", "true", "yes")
-                              if every_request is None else every_request)
-        self._start = time.monotonic()
-        self._latencies: list[float] = []
-        self._classes = [0, 0, 0, 0, 0, 0]
+    def __init__(self, *, enabled: bool | None = None, stream: TextIO | None = None) -> None:
+        self.enabled = (os.environ.get("EDGEPACK_ACCESS_LOG", "1").lower() not in ("0", "false", "no", "off")
+                        if enabled is None else enabled)
+        self.stream = stream
+        self.lines: list[str] = []
+        self._flushed = time.monotonic()
 
     def record(self, method: str, path: str, status: int, millis: float) -> None:
         """Note one answered request."""
-        self._latencies.append(millis)
-        self._classes[min(status // 100, 5)] += 1
-        if self.every_request or status >= 500:
-            log.info("%s %s %d %.1fms", method, path, status, millis)
-        if time.monotonic() - self._start >= self.interval:
-            self.flush()
+        if status == 500:  # a failure worth a look; 503s under overload are not, one by one
+            log.warning("%s %s %d %.1fms", method, path, status, millis)
+        if self.enabled:
+            self.lines.append(f"{method} {path} {status} {millis:.1f}ms")
+            if len(self.lines) >= 4096 or time.monotonic() - self._flushed >= FLUSH_SECONDS:
+                self.flush()
 
     def flush(self) -> None:
-        """Log the interval's summary (if it served anything) and start a new interval."""
-        now = time.monotonic()
-        if self._latencies:
-            ordered = sorted(self._latencies)
-            p50, p99 = ordered[len(ordered) // 2], ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-            c = self._classes
-            log.info("served %d requests in %.0fs (2xx %d, 4xx %d, 5xx %d); latency p50 %.1fms p99 %.1fms",
-                     len(ordered), now - self._start, c[2], c[4], c[5], p50, p99)
-        self._start, self._latencies, self._classes = now, [], [0, 0, 0, 0, 0, 0]
+        """Write the buffered lines, each stamped with the time of the write."""
+        self._flushed = time.monotonic()
+        if not self.lines:
+            return
+        lines, self.lines = self.lines, []
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        stream = self.stream or sys.stderr
+        try:
+            stream.write("".join(f"{stamp} {log.name} {line}\n" for line in lines))
+            stream.flush()
+        except (OSError, ValueError):
+            pass

@@ -54,8 +54,8 @@ class Batcher:
         """True when this request is a tensor and the entry script can take batches."""
         return self.batch_fn() is not None and tensors.is_tensor_request(content_type, body)
 
-    async def submit(self, body: bytes, accept: str | None) -> ScoreResult:
-        """Queue one request and wait for its share of a batch's output."""
+    def submit(self, body: bytes, accept: str | None) -> ScoreResult | asyncio.Future:
+        """Queue one request; returns a refusal at once, or a future of its share of a batch's output."""
         try:
             array = tensors.decode(body)
         except ValueError as exc:
@@ -67,7 +67,7 @@ class Batcher:
         pending = _Pending(array, tensors.wants_json(accept), loop.create_future())
         self.queue.append(pending)
         self._dispatch(loop)
-        return await pending.future
+        return pending.future
 
     def _dispatch(self, loop: asyncio.AbstractEventLoop) -> None:
         while self.queue and self.running < self.slots:

@@ -17,7 +17,7 @@ import time
 from http import HTTPStatus
 from typing import Any, Awaitable, Protocol
 
-from edgepack.runtime.accesslog import AccessLog
+from edgepack.runtime.accesslog import FLUSH_SECONDS, AccessLog
 from edgepack.runtime.scoring import ScoreResult, error_result
 
 MAX_HEADER_BYTES = 64 << 10
@@ -75,13 +75,13 @@ def parse_head(raw: bytes) -> Request:
     return Request(parts[0].upper(), parts[1], headers)
 
 
-def encode(result: ScoreResult, *, keep_alive: bool) -> bytes:
-    """Serialize a response."""
+def encode(result: ScoreResult, *, keep_alive: bool, head_only: bool = False) -> bytes:
+    """Serialize a response (``head_only`` for HEAD requests: the headers of the body, without it)."""
     head = (f"HTTP/1.1 {result.status} {_REASONS.get(result.status, '')}\r\nContent-Type: {result.content_type}"
             f"\r\nContent-Length: {len(result.body)}\r\nConnection: {'keep-alive' if keep_alive else 'close'}\r\n")
     for name, value in result.headers.items():
         head += f"{name}: {value}\r\n"
-    return (head + "\r\n").encode("latin-1") + result.body
+    return (head + "\r\n").encode("latin-1") + (b"" if head_only else result.body)
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -199,7 +199,7 @@ class HttpProtocol(asyncio.Protocol):
         self._process()
 
     def _send(self, request: Request, result: ScoreResult, *, keep: bool) -> None:
-        self.transport.write(encode(result, keep_alive=keep))
+        self.transport.write(encode(result, keep_alive=keep, head_only=request.method == "HEAD"))
         self.access.record(request.method, request.path, result.status, (time.perf_counter() - self.started) * 1000)
         if keep:
             self.deadline = time.monotonic() + self.watch.read_timeout
@@ -235,9 +235,18 @@ class Connections:
 class Listener:
     """A listening server plus its deadline sweeper; closing it closes every open connection too."""
 
-    def __init__(self, server: asyncio.AbstractServer, watch: Connections) -> None:
-        self.server, self.watch = server, watch
-        self.sweeper = asyncio.get_running_loop().create_task(watch.run())
+    def __init__(self, server: asyncio.AbstractServer, watch: Connections, access: AccessLog) -> None:
+        self.server, self.watch, self.access = server, watch, access
+        loop = asyncio.get_running_loop()
+        self.tasks = [loop.create_task(watch.run()), loop.create_task(self._flush_access_log())]
+
+    async def _flush_access_log(self) -> None:
+        try:
+            while True:
+                await asyncio.sleep(FLUSH_SECONDS)
+                self.access.flush()
+        finally:
+            self.access.flush()
 
     @property
     def port(self) -> int:
@@ -246,7 +255,8 @@ class Listener:
 
     def close(self) -> None:
         """Stop accepting and close every connection."""
-        self.sweeper.cancel()
+        for task in self.tasks:
+            task.cancel()
         self.server.close()
         for conn in list(self.watch.open):
             conn.close()
@@ -266,4 +276,4 @@ async def listen(app: App, host: str, port: int, *, read_timeout: float = 30.0,
     log = access or AccessLog()
     server = await asyncio.get_running_loop().create_server(lambda: HttpProtocol(app, watch, log), host, port,
                                                            backlog=1024)
-    return Listener(server, watch)
+    return Listener(server, watch, log)

@@ -90,7 +90,8 @@ class ScoringServer:
         """Score a request whose body has arrived."""
         content_type = request.headers.get("content-type")
         if self.batcher.accepts(content_type, request.body):
-            return self._counted(self.batcher.submit(request.body, request.headers.get("accept")))
+            queued = self.batcher.submit(request.body, request.headers.get("accept"))
+            return queued if isinstance(queued, ScoreResult) else self._counted(queued)
         if self.runtime.typical_cost() < self.inline_budget:
             # A model this fast costs less than the hop to a worker thread and back: score on the loop.
             return self.runtime.score(request.body, content_type)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import urllib.request
 
 import numpy as np
@@ -114,9 +115,13 @@ def test_push_run_and_score_webservice_and_function(project, base_image_ref, fun
             assert _post(info["url"], {"data": data}, with_key(old_secondary))[0] == 401
             assert _post(info["url"], {"data": data}, with_key(new_keys["secondary"]))[0] == 200
             assert _post(info["url"], {"data": data}, header)[0] == 200
-            code, out, err = run_cli(["logs", info["name"]], capsys)
-            assert code == 0
-            assert ("POST /score 200" in out) if target == "webservice" else ("invoked score: succeeded" in out)
+            wanted = "POST /score 200" if target == "webservice" else "invoked score: succeeded"
+            for _ in range(30):  # the access log is written in batches, a few times a second
+                code, out, err = run_cli(["logs", info["name"]], capsys)
+                if code != 0 or wanted in out:
+                    break
+                time.sleep(0.1)
+            assert code == 0 and wanted in out
     finally:
         for name in started:
             run_cli(["stop", name], capsys)

@@ -172,3 +172,44 @@ def test_many_connections_at_once():
         assert failures == [] and len(app.bodies) == 32 * 20
     finally:
         stop()
+
+
+def test_the_access_log_is_buffered_and_written_in_one_go(caplog):
+    import io
+
+    from edgepack.runtime.accesslog import AccessLog
+
+    stream = io.StringIO()
+    access = AccessLog(enabled=True, stream=stream)
+    access.record("POST", "/score", 200, 1.25)
+    access.record("GET", "/health", 503, 0.5)
+    access.record("POST", "/score", 500, 3.0)
+    access.flush()
+    lines = stream.getvalue().splitlines()
+    assert [line.split(" ", 3)[3] for line in lines] == ["POST /score 200 1.2ms", "GET /health 503 0.5ms",
+                                                         "POST /score 500 3.0ms"]
+    assert all(line.split(" ")[2] == "edgepack.runtime.access" for line in lines)
+    assert [r.getMessage() for r in caplog.records] == ["POST /score 500 3.0ms"]
+    quiet = io.StringIO()
+    off = AccessLog(enabled=False, stream=quiet)
+    off.record("POST", "/score", 200, 1.0)
+    off.flush()
+    assert quiet.getvalue() == ""
+
+
+def test_head_gets_headers_without_a_body_and_the_connection_stays_usable():
+    class Health(EchoApp):
+        def admit(self, request):
+            return ScoreResult(200, b'{"status": "alive"}') if request.path == "/" else super().admit(request)
+
+    url, stop = serve_in_thread(Health())
+    try:
+        with _connect(url) as sock:
+            sock.sendall(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n" + _post("/echo", b"after"))
+            data = b""
+            while data.count(b"\r\n\r\n") < 2 or not data.endswith(b'{"echo": "after"}'):
+                data += sock.recv(4096)
+        first, rest = data.split(b"\r\n\r\n", 1)
+        assert b"Content-Length: 19" in first and rest.startswith(b"HTTP/1.1 200 OK")
+    finally:
+        stop()
