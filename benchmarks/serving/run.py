@@ -1,14 +1,14 @@
 """Serving benchmark: edgepack's runtime against Azure ML's inference server (azmlinfsrv), same score.py, same
 model, same machine, same run, loopback only. Run on demand (never in the test suite), after setup:
 
-    python3 benchmarks/serving/run.py [--seconds 10] [--skip-image]
+    python3 benchmarks/serving/run.py [--seconds 8] [--runs 3] [--skip-image]
 
 It installs what it needs on first use: wrk (Debian package), the anchor in its own venv
 (.dev/bench-serving/anchor: azureml-inference-server-http, onnxruntime, numpy) and matplotlib for the chart.
 
 Scenarios (wrk, keep-alive, a fixed number of connections):
 - small model (samples/digits, batch 1, Azure ML JSON), 8 connections: req/s, server CPU per request (the
-  server's whole process tree, from /proc), p50/p99 latency;
+  server's whole process tree, from /proc), p50/p99 latency; each the median of ``--runs`` loads;
 - small CNN (benchmarks/serving/cnn, one 28x28 image per request), 64 connections: the anchor with Azure ML JSON;
   edgepack with the same JSON, and with a binary .npy body that its micro-batcher stacks for run_batch();
 - cold start: process start to the first 200 from POST /score, median of three;
@@ -176,9 +176,18 @@ def parse_wrk(out: str) -> dict:
     return result
 
 
-def measure(server: Server, body_file: Path, content_type: str, connections: int, seconds: float) -> dict:
-    result = wrk(server, body_file, content_type, connections, seconds)
-    result["cpu_us_per_request"] = result["cpu_seconds"] / max(result["requests"], 1) * 1e6
+def measure(server: Server, body_file: Path, content_type: str, connections: int, seconds: float,
+            runs: int) -> dict:
+    """``runs`` loads in a row; each number is the median over them (one hiccup of the machine moves no result)."""
+    tries = []
+    for _ in range(runs):
+        one = wrk(server, body_file, content_type, connections, seconds)
+        one["cpu_us_per_request"] = one["cpu_seconds"] / max(one["requests"], 1) * 1e6
+        tries.append(one)
+    result = {key: statistics.median(t[key] for t in tries) for key in tries[0]}
+    for key in ("non_2xx", "socket_errors", "requests"):
+        result[key] = sum(t[key] for t in tries)  # failures anywhere count
+    result["runs"] = [{k: t[k] for k in ("rps", "p99_ms", "cpu_us_per_request")} for t in tries]
     print(f"  {server.name:<34} {result['rps']:>9.0f} req/s  p50 {result['p50_ms']:6.2f} ms  "
           f"p99 {result['p99_ms']:6.2f} ms  CPU {result['cpu_us_per_request']:6.0f} us/req  "
           f"non-2xx {result['non_2xx']}  socket errors {result['socket_errors']}", flush=True)
@@ -264,7 +273,8 @@ def cold_start(make: callable, body: bytes, runs: int = 3) -> float:
     return statistics.median(times)
 
 
-def run_loaded(server: Server, loads: list[tuple[str, Path, str, int]], seconds: float, body: bytes) -> dict:
+def run_loaded(server: Server, loads: list[tuple[str, Path, str, int]], seconds: float, body: bytes,
+               runs: int) -> dict:
     """Start (if it is a process), wait for a 200, run each load; returns {label: result}."""
     out = {}
     if server.argv:
@@ -272,7 +282,7 @@ def run_loaded(server: Server, loads: list[tuple[str, Path, str, int]], seconds:
     try:
         first_200(server, body, "application/json")
         for label, body_file, content_type, connections in loads:
-            out[label] = measure(server, body_file, content_type, connections, seconds)
+            out[label] = measure(server, body_file, content_type, connections, seconds, runs)
     finally:
         server.stop()
     return out
@@ -280,7 +290,8 @@ def run_loaded(server: Server, loads: list[tuple[str, Path, str, int]], seconds:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=10.0, help="length of each measured load")
+    parser.add_argument("--seconds", type=float, default=8.0, help="length of each measured load")
+    parser.add_argument("--runs", type=int, default=3, help="loads per scenario; the medians are reported")
     parser.add_argument("--skip-image", action="store_true", help="leave out the webservice image")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
@@ -303,24 +314,26 @@ def main() -> int:
     np.save(buffer, image.astype(np.float32))
     cnn_sample = {"data": image.tolist()}
     results: dict = {"anchor": f"azureml-inference-server-http {anchor_version(azmlinfsrv)}", "seconds": args.seconds,
+                     "runs": args.runs,
                      "cpus": os.cpu_count(), "small": {}, "cnn": {}}
     small_loads = [("json c=8", WORK / "small.json", "application/json", 8)]
     cnn_json = ("json c=64", WORK / "cnn.json", "application/json", 64)
     cnn_npy = ("npy c=64", buffer, "application/x-npy", 64)
-    print(f"small model (samples/digits), batch-1 JSON, 8 connections, {args.seconds:g}s each", flush=True)
+    print(f"small model (samples/digits), batch-1 JSON, 8 connections, {args.runs} x {args.seconds:g}s each "
+          "(medians)", flush=True)
     small = results["small"]
     small["azmlinfsrv"] = run_loaded(anchor(azmlinfsrv, small_model, small_src, "score.py"), small_loads,
-                                     args.seconds, small_body)
+                                     args.seconds, small_body, args.runs)
     small["edgepack"] = run_loaded(edgepack(small_model, small_src, "score.py", small_sample, "edgepack small"),
-                                   small_loads, args.seconds, small_body)
+                                   small_loads, args.seconds, small_body, args.runs)
     print(f"small CNN (1x28x28 per request, {len(cnn_body)} B as JSON, {buffer.stat().st_size} B as .npy), "
           "64 connections", flush=True)
     cnn = results["cnn"]
     cnn["azmlinfsrv"] = run_loaded(anchor(azmlinfsrv, cnn_model_dir, cnn_src, "score.py"), [cnn_json],
-                                   args.seconds, cnn_body)
+                                   args.seconds, cnn_body, args.runs)
     cnn["edgepack"] = run_loaded(edgepack(cnn_model_dir, cnn_src, "score.py", cnn_sample, "edgepack cnn",
                                           EDGEPACK_MAX_PENDING="256"),
-                                 [cnn_json, cnn_npy], args.seconds, cnn_body)
+                                 [cnn_json, cnn_npy], args.seconds, cnn_body, args.runs)
     print("cold start: process start to the first 200 from POST /score (median of 3)", flush=True)
     results["cold_start_s"] = {
         "azmlinfsrv": cold_start(lambda: anchor(azmlinfsrv, small_model, small_src, "score.py"), small_body),
@@ -339,13 +352,13 @@ def main() -> int:
         with tempfile.TemporaryDirectory(dir=WORK) as home:
             small["edgepack image"] = run_loaded(
                 image_server("digits", small_model / "model.onnx", SMALL / "inferenceconfig.json", Path(home)),
-                small_loads, args.seconds, small_body)
+                small_loads, args.seconds, small_body, args.runs)
             config = WORK / "cnn-inferenceconfig.json"
             config.write_text(json.dumps({"entryScript": "score.py", "sourceDirectory": str(cnn_src),
                                           "pipRequirements": ["numpy", "onnxruntime"], "inputSample": cnn_sample}))
             cnn["edgepack image"] = run_loaded(
                 image_server("cnn", cnn_model_dir / "model.onnx", config, Path(home)), [cnn_npy], args.seconds,
-                cnn_body)
+                cnn_body, args.runs)
     (RESULTS / "serving.json").write_text(json.dumps(results, indent=2))
     report(results)
     chart(results, HERE / "serving.png")

@@ -157,6 +157,9 @@ class HttpProtocol(asyncio.Protocol):
                     continue
                 self.request = request
                 self.deadline = time.monotonic() + self.watch.read_timeout
+                if request.headers.get("expect", "").lower() == "100-continue" and len(self.buffer) < request.length:
+                    # curl and others wait (curl: a second) for this before sending a body over 1 KiB.
+                    self.watch.write(self.transport, b"HTTP/1.1 100 Continue\r\n\r\n", close=False)
             if len(self.buffer) < request.length:
                 break
             request.body = bytes(self.buffer[:request.length])

@@ -213,3 +213,20 @@ def test_head_gets_headers_without_a_body_and_the_connection_stays_usable():
         assert b"Content-Length: 19" in first and rest.startswith(b"HTTP/1.1 200 OK")
     finally:
         stop()
+
+
+def test_expect_100_continue_is_answered_before_the_body_is_sent():
+    url, stop = serve_in_thread(EchoApp())
+    try:
+        with _connect(url) as sock:
+            sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+            assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+            sock.sendall(b"hello")
+            [(status, _, body)] = _read_responses(sock, 1)
+            assert status == 200 and body == b'{"echo": "hello"}'
+        with _connect(url) as sock:  # refused up front: no 100, and the body is never wanted
+            sock.sendall(b"POST /nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+            [(status, headers, _)] = _read_responses(sock, 1)
+            assert status == 404 and headers["connection"] == "close"
+    finally:
+        stop()
