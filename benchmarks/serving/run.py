@@ -425,12 +425,14 @@ def chart(r: dict, path: Path) -> None:
     small = [(short[name], loads["json c=8"], colors[name]) for name, loads in r["small"].items()]
     cnn = [(f"{short[name]}\n{label.split()[0]}", res, colors[name])
            for name, loads in r["cnn"].items() for label, res in loads.items()]
+    cnn_p99 = [(f"CNN {label.split()[0]}\n{short[name]}", res, colors[name])
+               for name, loads in r["cnn"].items() for label, res in loads.items()]
     bars(axes[0], [(n, res["rps"], c) for n, res, c in small], "small model, JSON, 8 connections",
          "requests/s (log)", r["raw_ort"]["small batch 1"], log=True)
     bars(axes[1], [(n, res["rps"], c) for n, res, c in cnn], "CNN, one image per request, 64 connections",
          "images/s (log)", r["raw_ort"]["cnn batch 32"], log=True)
     bars(axes[2], [(f"small\n{n}", res["p99_ms"], c) for n, res, c in small]
-         + [(f"CNN {n}", res["p99_ms"], c) for n, res, c in cnn], "p99 latency", "ms")
+         + [(n, res["p99_ms"], c) for n, res, c in cnn_p99], "p99 latency", "ms")
     cold = r["cold_start_s"]
     bars(axes[3], [(n, v, colors[n]) for n, v in cold.items()], "cold start to first 200", "s")
     fig.suptitle(f"edgepack runtime vs {r['anchor']} (one worker each, {r['cpus']} CPUs, loopback, wrk)", fontsize=11)
