@@ -28,8 +28,8 @@ from edgepack.oci.layout import read_layout, write_layout
 from edgepack.oci.plan import ImagePlan
 from edgepack.oci.ref import ImageRef
 from edgepack.packagers import plan_image
-from edgepack.profiling import session as profiling
 from edgepack.packagers.function_index import LABEL as FUNCTIONS_LABEL
+from edgepack.profiling import session as profiling
 from edgepack.registry import PushResult, RegistryClient, fetch_config, push_image
 from edgepack.targets import Target
 
@@ -320,4 +320,4 @@ def profile(home: Home, *, model_ref: str, config_path: Path, sample_path: Path,
     model = get_model(home, model_ref)
     samples = profiling.read_samples(sample_path)
     return profiling.profile(model, config, samples, concurrencies=concurrencies, seconds=seconds,
-                       startup_timeout=startup_timeout, progress=progress)
+                             startup_timeout=startup_timeout, progress=progress)

@@ -246,7 +246,8 @@ class _Walker:
             self.problems.append("batching: must be a mapping with maxBatchSize and maxWaitMs")
             return None
         out: dict[str, float] = {}
-        for key, name, low, high in (("maxBatchSize", "max_batch_size", 1, 4096), ("maxWaitMs", "max_wait_ms", 0, 1000)):
+        limits = (("maxBatchSize", "max_batch_size", 1, 4096), ("maxWaitMs", "max_wait_ms", 0, 1000))
+        for key, name, low, high in limits:
             given = value.get(key)
             if given is None:
                 continue

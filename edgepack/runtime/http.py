@@ -13,6 +13,7 @@ is closed after it too. A slow client thus only ever holds its own connection.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from http import HTTPStatus
 from typing import Any, Awaitable, Protocol
@@ -46,8 +47,6 @@ class App(Protocol):
 
 def json_result(status: int, value: Any) -> ScoreResult:
     """A JSON response."""
-    import json
-
     return ScoreResult(status, json.dumps(value).encode())
 
 

@@ -5,6 +5,7 @@ header parse and one copy."""
 from __future__ import annotations
 
 import io
+import json
 from typing import Any
 
 import numpy as np
@@ -47,10 +48,9 @@ def wants_json(accept: str | None) -> bool:
 
 def encode(outputs: np.ndarray | dict[str, np.ndarray], *, as_json: bool) -> tuple[bytes, str]:
     """A response body and its content type for one request's share of the outputs."""
-    import json
-
     if as_json:
-        value: Any = outputs.tolist() if isinstance(outputs, np.ndarray) else {k: v.tolist() for k, v in outputs.items()}
+        value: Any = (outputs.tolist() if isinstance(outputs, np.ndarray)
+                      else {name: array.tolist() for name, array in outputs.items()})
         return json.dumps(value).encode(), "application/json"
     buffer = io.BytesIO()
     if isinstance(outputs, np.ndarray):
