@@ -14,7 +14,8 @@ Scenarios (wrk, keep-alive, a fixed number of connections):
 - cold start: process start to the first 200 from POST /score, median of three;
 - the limit: onnxruntime called in-process in a loop (batch 1; and batch 32 for the CNN), no server at all;
 - the webservice image (edgepack package + edgepack run --host-network) under the same loads.
-Both servers run one worker process (azmlinfsrv's WORKER_COUNT=1, its default). Results go to
+Both servers run one worker process (azmlinfsrv's WORKER_COUNT=1, its default); the small model is also run
+with two each (WORKER_COUNT=2, EDGEPACK_PROCESSES=2). Results go to
 benchmarks/results/serving.json; the chart to benchmarks/serving/serving.png.
 """
 
@@ -196,11 +197,11 @@ def measure(server: Server, body_file: Path, content_type: str, connections: int
 
 # --- the two servers --------------------------------------------------------------------------------------------
 
-def anchor(executable: Path, model_dir: Path, src: Path, entry: str) -> Server:
+def anchor(executable: Path, model_dir: Path, src: Path, entry: str, workers: int = 1) -> Server:
     port = free_port()
-    return Server("azmlinfsrv", f"http://127.0.0.1:{port}/score",
+    return Server("azmlinfsrv" if workers == 1 else f"azmlinfsrv x{workers}", f"http://127.0.0.1:{port}/score",
                   [str(executable), "--entry_script", entry, "--port", str(port)],
-                  env={"AZUREML_MODEL_DIR": str(model_dir), "WORKER_COUNT": "1"}, cwd=src)
+                  env={"AZUREML_MODEL_DIR": str(model_dir), "WORKER_COUNT": str(workers)}, cwd=src)
 
 
 def edgepack(model_dir: Path, src: Path, entry: str, sample: object, name: str, **env: str) -> Server:
@@ -326,6 +327,13 @@ def main() -> int:
                                      args.seconds, small_body, args.runs)
     small["edgepack"] = run_loaded(edgepack(small_model, small_src, "score.py", small_sample, "edgepack small"),
                                    small_loads, args.seconds, small_body, args.runs)
+    print("the same with two worker processes each (azmlinfsrv WORKER_COUNT=2, edgepack EDGEPACK_PROCESSES=2)",
+          flush=True)
+    results["small_2_workers"] = {
+        "azmlinfsrv": run_loaded(anchor(azmlinfsrv, small_model, small_src, "score.py", workers=2), small_loads,
+                                 args.seconds, small_body, args.runs),
+        "edgepack": run_loaded(edgepack(small_model, small_src, "score.py", small_sample, "edgepack x2",
+                                        EDGEPACK_PROCESSES="2"), small_loads, args.seconds, small_body, args.runs)}
     print(f"small CNN (1x28x28 per request, {len(cnn_body)} B as JSON, {buffer.stat().st_size} B as .npy), "
           "64 connections", flush=True)
     cnn = results["cnn"]
@@ -374,6 +382,11 @@ def report(r: dict) -> None:
     for name in ("edgepack", "edgepack image"):
         if name in r["small"]:
             rows.append(("small, JSON, c=8", name, r["small"][name]["json c=8"], a_small))
+    two = r.get("small_2_workers")
+    if two:
+        a_two = two["azmlinfsrv"]["json c=8"]
+        rows.append(("small, 2 workers", "azmlinfsrv", a_two, a_two))
+        rows.append(("small, 2 workers", "edgepack", two["edgepack"]["json c=8"], a_two))
     rows.append(("CNN, JSON, c=64", "azmlinfsrv", a_cnn, a_cnn))
     for name, loads in r["cnn"].items():
         if name != "azmlinfsrv":
@@ -405,7 +418,7 @@ def chart(r: dict, path: Path) -> None:
 
     colors = {"azmlinfsrv": "#9e9e9e", "edgepack": "#1f77b4", "edgepack image": "#2ca02c"}
     short = {"azmlinfsrv": "azmlinfsrv", "edgepack": "edgepack", "edgepack image": "image"}
-    fig, axes = plt.subplots(1, 4, figsize=(17, 4.6), gridspec_kw={"width_ratios": [3, 4, 6, 2]})
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4.8), gridspec_kw={"width_ratios": [5, 4, 8, 2]})
 
     def bars(ax, rows, title, unit, limit=None, log=False):
         labels, values, cols = zip(*rows)
@@ -423,6 +436,8 @@ def chart(r: dict, path: Path) -> None:
             ax.set_ylim(top=limit * 2.5)
 
     small = [(short[name], loads["json c=8"], colors[name]) for name, loads in r["small"].items()]
+    small += [(f"{short[name]}\n2 workers", loads["json c=8"], colors[name])
+              for name, loads in r.get("small_2_workers", {}).items()]
     cnn = [(f"{short[name]}\n{label.split()[0]}", res, colors[name])
            for name, loads in r["cnn"].items() for label, res in loads.items()]
     cnn_p99 = [(f"CNN {label.split()[0]}\n{short[name]}", res, colors[name])

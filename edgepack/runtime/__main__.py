@@ -1,7 +1,8 @@
 """``python -m edgepack.runtime``: start the scoring web server of an image.
 
 Listens at once (so liveness answers), then loads the entry script in the background; if ``init()`` fails
-the process exits non-zero with the error logged, and readiness never turns 200.
+the process exits non-zero with the error logged, and readiness never turns 200. With ``EDGEPACK_PROCESSES=N``
+(N > 1) it supervises N such servers on the same port (see ``edgepack.runtime.workers``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 import threading
 
@@ -17,6 +19,7 @@ from edgepack.runtime.keys import KeyRing
 from edgepack.runtime.scoring import Runtime
 from edgepack.runtime.server import ScoringServer, serve
 from edgepack.runtime.settings import RuntimeConfig, RuntimeSetupError
+from edgepack.runtime.workers import WORKER_ENV, supervise
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,8 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeSetupError as exc:
         log.error("cannot start: %s", exc)
         return 2
-    runtime = Runtime(config)
     env = os.environ
+    processes = int(env.get("EDGEPACK_PROCESSES", "1"))
+    if processes > 1 and WORKER_ENV not in env:
+        return supervise(processes, list(sys.argv[1:] if argv is None else argv))
+    runtime = Runtime(config)
     batching = {**(config.batching or {})}
     if "EDGEPACK_MAX_BATCH" in env:
         batching["max_batch_size"] = int(env["EDGEPACK_MAX_BATCH"])
@@ -48,11 +54,14 @@ def main(argv: list[str] | None = None) -> int:
                            workers=int(env.get("EDGEPACK_WORKERS", "8")),
                            max_pending=int(env.get("EDGEPACK_MAX_PENDING", "64")),
                            inline_budget=float(env.get("EDGEPACK_INLINE_MS", "1")) / 1000, batching=batching)
-    return asyncio.run(_run(server, runtime, args.host, args.port, log))
+    server.worker = int(env.get(WORKER_ENV, "0"))
+    reuse_port = env.get("EDGEPACK_REUSE_PORT") == "1"
+    return asyncio.run(_run(server, runtime, args.host, args.port, log, reuse_port=reuse_port))
 
 
-async def _run(server: ScoringServer, runtime: Runtime, host: str, port: int, log: logging.Logger) -> int:
-    listener = await serve(server, host, port)
+async def _run(server: ScoringServer, runtime: Runtime, host: str, port: int, log: logging.Logger, *,
+               reuse_port: bool) -> int:
+    listener = await serve(server, host, port, reuse_port=reuse_port)
     log.info("listening on %s:%d", host, port)
     failed = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -65,9 +74,16 @@ async def _run(server: ScoringServer, runtime: Runtime, host: str, port: int, lo
             log.error("init failed: %s", exc, exc_info=exc.__cause__)
             loop.call_soon_threadsafe(failed.set)
 
+    stopped = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):  # docker stop: finish, flush the access log, exit 0
+        loop.add_signal_handler(signum, stopped.set)
     threading.Thread(target=load, name="init", daemon=True).start()
     async with listener:
-        await failed.wait()
+        await asyncio.wait([loop.create_task(failed.wait()), loop.create_task(stopped.wait())],
+                           return_when=asyncio.FIRST_COMPLETED)
+    if stopped.is_set():
+        log.info("stopping")
+        return 0
     return 1
 
 

@@ -293,10 +293,11 @@ class Listener:
 
 
 async def listen(app: App, host: str, port: int, *, read_timeout: float = 30.0,
-                 access: AccessLog | None = None) -> Listener:
-    """Start serving ``app``; returns at once (the caller keeps the loop running)."""
+                 access: AccessLog | None = None, reuse_port: bool = False) -> Listener:
+    """Start serving ``app``; returns at once (the caller keeps the loop running). ``reuse_port`` lets several
+    processes listen on the same port (SO_REUSEPORT)."""
     watch = Connections(read_timeout)
     log = access or AccessLog()
     server = await asyncio.get_running_loop().create_server(lambda: HttpProtocol(app, watch, log), host, port,
-                                                           backlog=1024)
+                                                           backlog=1024, reuse_port=reuse_port or None)
     return Listener(server, watch, log)

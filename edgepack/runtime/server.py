@@ -41,6 +41,7 @@ class ScoringServer:
         self.max_pending = max_pending
         self.pending = 0
         self.read_timeout = read_timeout
+        self.worker = 0  # which of several server processes this is (EDGEPACK_PROCESSES)
         # Requests run inline on the event loop while run() typically takes less than this (seconds).
         self.inline_budget = inline_budget
         batching = batching or {}
@@ -69,7 +70,7 @@ class ScoringServer:
         if path == "/health":
             ready = self.runtime.ready.is_set()
             return json_result(200 if ready else 503, {"status": "ready" if ready else "loading",
-                                                       "model": self.runtime.config.model})
+                                                       "model": self.runtime.config.model, "worker": self.worker})
         if path == "/swagger.json":
             doc = self.runtime.openapi()
             return json_result(200, doc) if doc else error_result(404, "no input sample was given, so no schema")
@@ -108,6 +109,7 @@ class ScoringServer:
         self.pending -= 1
 
 
-async def serve(server: ScoringServer, host: str, port: int, *, access: AccessLog | None = None) -> Listener:
+async def serve(server: ScoringServer, host: str, port: int, *, access: AccessLog | None = None,
+                reuse_port: bool = False) -> Listener:
     """Start listening (returns at once; the caller keeps the loop running)."""
-    return await listen(server, host, port, read_timeout=server.read_timeout, access=access)
+    return await listen(server, host, port, read_timeout=server.read_timeout, access=access, reuse_port=reuse_port)
