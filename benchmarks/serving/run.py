@@ -450,7 +450,8 @@ def chart(r: dict, path: Path) -> None:
          + [(n, res["p99_ms"], c) for n, res, c in cnn_p99], "p99 latency", "ms")
     cold = r["cold_start_s"]
     bars(axes[3], [(n, v, colors[n]) for n, v in cold.items()], "cold start to first 200", "s")
-    fig.suptitle(f"edgepack runtime vs {r['anchor']} (one worker each, {r['cpus']} CPUs, loopback, wrk)", fontsize=11)
+    fig.suptitle(f"edgepack runtime vs {r['anchor']} (one worker process each unless marked, {r['cpus']} CPUs, "
+                 "loopback, wrk)", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

@@ -103,14 +103,16 @@ def _runtime_config(model: ModelArtifact, config: InferenceConfig) -> dict[str, 
 class RuntimeProcess:
     """``python -m edgepack.runtime`` for one model and config, on a free loopback port."""
 
-    def __init__(self, model: ModelArtifact, config: InferenceConfig, workdir: Path, python: str) -> None:
+    def __init__(self, model: ModelArtifact, config: InferenceConfig, workdir: Path, python: str,
+                 extra_env: dict[str, str] | None = None) -> None:
         self.port = _free_port()
         self.log = workdir / "runtime.log"
         runtime_json = workdir / "runtime.json"
         runtime_json.write_text(json.dumps(_runtime_config(model, config)))
         package_root = str(Path(__file__).resolve().parents[2])
         env = {**os.environ, **config.environment_variables, "EDGEPACK_RUNTIME_CONFIG": str(runtime_json),
-               "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+               "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
+               **(extra_env or {})}
         self.python = python
         with open(self.log, "wb") as log:
             self.started = time.monotonic()
@@ -200,7 +202,9 @@ def profile(model: ModelArtifact, config: InferenceConfig, samples: list[Sample]
     say = progress or (lambda _: None)
     requests = [build_request("127.0.0.1", 0, "/score", s.body, s.content_type) for s in samples]
     with tempfile.TemporaryDirectory(prefix="edgepack-profile-") as tmp:
-        proc = RuntimeProcess(model, config, Path(tmp), python or sys.executable)
+        # Admit every request the load sends: profiling measures capacity, not the overload shedding.
+        admit = {"EDGEPACK_MAX_PENDING": str(max((64, *concurrencies)))}
+        proc = RuntimeProcess(model, config, Path(tmp), python or sys.executable, admit)
         try:
             startup = proc.wait_ready(startup_timeout)
             say(f"runtime ready in {startup:.2f}s")
