@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 from typing import Any
@@ -95,8 +96,13 @@ def main(argv: list[str] | None = None) -> int:
 async def _serve(host: HttpHost, address: str, port: int, log: logging.Logger) -> int:
     listener = await listen(host, address, port)
     log.info("serving %d function(s) on %s:%d", len(host.functions), address, port)
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):  # docker stop: close the listener, stop the drivers, exit 0
+        loop.add_signal_handler(signum, stopped.set)
     async with listener:
-        await asyncio.Event().wait()
+        await stopped.wait()
+    log.info("stopping")
     return 0
 
 

@@ -67,6 +67,20 @@ def _workers(proc: subprocess.Popen) -> list[int]:
     return [pid for pid in tree(proc.pid) if pid != proc.pid]
 
 
+def _settled(proc: subprocess.Popen, timeout: float = 20) -> list[int]:
+    """The worker pids once there are two (a loaded machine may still be starting one)."""
+    deadline = time.monotonic() + timeout
+    while len(workers := _workers(proc)) != 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return workers
+
+
+def _log_so_far(proc: subprocess.Popen) -> str:
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(20)
+    return proc.stdout.read()
+
+
 def test_workers_share_the_port_restart_after_a_crash_and_stop_together(tmp_path):
     proc, url = _start(tmp_path, SCORE_PY, EDGEPACK_PROCESSES="2")
     try:
@@ -81,8 +95,8 @@ def test_workers_share_the_port_restart_after_a_crash_and_stop_together(tmp_path
         data = [[1.0, 2.0, 3.0, 4.0]]
         answer = httpx.post(f"{url}/score", json={"data": data}, timeout=5).json()
         np.testing.assert_allclose(answer["result"], expected(tmp_path / "model" / "model.onnx", data), rtol=1e-5)
-        first = _workers(proc)
-        assert len(first) == 2
+        first = _settled(proc)
+        assert len(first) == 2, _log_so_far(proc)
         os.kill(first[0], signal.SIGKILL)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and (len(_workers(proc)) != 2 or first[0] in _workers(proc)):

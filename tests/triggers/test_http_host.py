@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import httpx
 import numpy as np
 import pytest
@@ -101,3 +109,36 @@ def test_route_templates():
     assert route_regex("files/{*rest}").match("files/a/b/c").group("rest") == "a/b/c"
     assert route_regex("score").match("SCORE/")
     assert not route_regex("score").match("scores")
+
+
+def test_the_host_process_serves_and_stops_cleanly_on_sigterm(tmp_path):
+    root = tmp_path / "wwwroot"
+    rc = make_function_app(tmp_path, root, FunctionsHttpTarget(auth_level="anonymous"), seed=4)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "EDGEPACK_RUNTIME_CONFIG": str(rc), "EDGEPACK_PORT": str(port),
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen([sys.executable, "-m", "triggers", "--script-root", str(root)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        data = [[1.0, 2.0, 3.0, 4.0]]
+        deadline, answer = time.monotonic() + 60, None
+        while answer is None and time.monotonic() < deadline:
+            assert proc.poll() is None
+            try:
+                answer = httpx.post(f"http://127.0.0.1:{port}/api/score", json={"data": data}, timeout=10)
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert answer is not None and answer.status_code == 200, answer and answer.text
+        np.testing.assert_allclose(answer.json()["result"], expected(tmp_path / "model" / "model.onnx", data),
+                                   rtol=1e-6)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        output = proc.stdout.read()
+        assert "stopping" in output and "POST /api/score 200" in output
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
