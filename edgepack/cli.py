@@ -1,8 +1,9 @@
 """The ``edgepack`` command line: parse, call ``edgepack.api``, print. The one place errors become exit codes.
 
 Results go to stdout (one reference or URL per line, or JSON with ``--json``); progress and logs go to stderr.
-Environment variables are read here and nowhere else in the library: ``EDGEPACK_HOME``, ``SOURCE_DATE_EPOCH``,
-``EDGEPACK_REGISTRY_USERNAME`` / ``EDGEPACK_REGISTRY_PASSWORD``.
+Environment variables are read by the CLI modules (this one, ``cli_support``, ``cli_deploy``) and nowhere else
+in the library: ``EDGEPACK_HOME``, ``SOURCE_DATE_EPOCH``, ``EDGEPACK_REGISTRY_USERNAME`` /
+``EDGEPACK_REGISTRY_PASSWORD``, and the variable named by ``--registry-password-env``.
 """
 
 from __future__ import annotations
@@ -18,74 +19,21 @@ import click
 
 from edgepack import __version__, api
 from edgepack.build.builder import BuildOptions
+from edgepack.cli_deploy import deploy
 from edgepack.cli_profile import profile_cmd
+from edgepack.cli_support import (emit, home_from_env, parse_pairs, push_progress, registry_flags,
+                                  registry_options)
 from edgepack.errors import EdgepackError
-from edgepack.home import Home
 from edgepack.targets import TARGET_NAMES, parse_target
-
-
-def _home() -> Home:
-    return Home(Path(os.environ.get("EDGEPACK_HOME") or Path.home() / ".edgepack"))
-
-
-def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
-    out = {}
-    for value in values:
-        key, sep, val = value.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"expected K=V, got '{value}'", param_hint=option)
-        out[key] = val
-    return out
-
-
-def _emit(data: Any, as_json: bool, text: str) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True) if as_json else text)
-
-
-def _registry_options(username: str | None, ca_file: str | None, insecure_http: bool) -> api.RegistryOptions:
-    password = os.environ.get("EDGEPACK_REGISTRY_PASSWORD")
-    username = username or os.environ.get("EDGEPACK_REGISTRY_USERNAME")
-    return api.RegistryOptions(username=username, password=password if username else None, ca_file=ca_file,
-                               insecure_http=insecure_http)
-
-
-def _registry_flags(func):
-    func = click.option("--insecure-http", is_flag=True,
-                        help="Allow plain HTTP to a non-loopback registry (loopback is allowed anyway).")(func)
-    func = click.option("--ca-file", type=click.Path(exists=True, dir_okay=False),
-                        help="Trust this CA bundle for the registry's TLS certificate.")(func)
-    func = click.option("--registry-username", metavar="USER",
-                        help="Registry user; the password comes from EDGEPACK_REGISTRY_PASSWORD. "
-                             "Without it, ~/.docker/config.json (auths, credHelpers, credsStore) is used.")(func)
-    return func
-
-
-def _progress():
-    """A push progress callback drawing on stderr, or None when stderr is not a terminal."""
-    if not sys.stderr.isatty():
-        return None, None
-    from rich.progress import Progress  # imported lazily: only interactive pushes draw bars
-
-    bar = Progress(transient=True, console=None)
-    tasks: dict[str, Any] = {}
-
-    def update(digest: str, sent: int, total: int) -> None:
-        if digest not in tasks:
-            tasks[digest] = bar.add_task(digest[7:19], total=total)
-        bar.update(tasks[digest], completed=sent)
-
-    return bar, update
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgepack")
 @click.option("-v", "--verbose", count=True, help="More progress on stderr (-vv for debug).")
-@click.pass_context
-def cli(ctx: click.Context, verbose: int) -> None:
+def cli(verbose: int) -> None:
     """Package registered ML models as OCI images for Azure Functions, IoT Edge, FPGA and web services."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, stream=sys.stderr, format="%(message)s")
-    ctx.obj = _home
 
 
 @cli.group()
@@ -101,24 +49,24 @@ def model() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the registered model as JSON.")
 def model_register(name: str, path: Path, tags: tuple[str, ...], description: str, as_json: bool) -> None:
     """Register PATH (a file or folder) as the next version of NAME; prints NAME:VERSION and the sha256."""
-    artifact = api.register_model(_home(), name, path, tags=_pairs(tags, "--tag"), description=description)
-    _emit(artifact.to_dict(), as_json, f"{artifact.ref} sha256:{artifact.sha256}")
+    artifact = api.register_model(home_from_env(), name, path, tags=parse_pairs(tags, "--tag"), description=description)
+    emit(artifact.to_dict(), as_json, f"{artifact.ref} sha256:{artifact.sha256}")
 
 
 @model.command("list")
 @click.option("--json", "as_json", is_flag=True)
 def model_list(as_json: bool) -> None:
     """List every registered model version."""
-    models = api.list_models(_home())
+    models = api.list_models(home_from_env())
     text = "\n".join(f"{m.ref}\t{m.format}\tsha256:{m.sha256[:12]}\t{m.created}" for m in models)
-    _emit([m.to_dict() for m in models], as_json, text)
+    emit([m.to_dict() for m in models], as_json, text)
 
 
 @model.command("show")
 @click.argument("ref", metavar="NAME[:VERSION]")
 def model_show(ref: str) -> None:
     """Show one model version as JSON (the latest when no version is given)."""
-    click.echo(json.dumps(api.get_model(_home(), ref).to_dict(), indent=2, sort_keys=True))
+    click.echo(json.dumps(api.get_model(home_from_env(), ref).to_dict(), indent=2, sort_keys=True))
 
 
 @model.command("download")
@@ -126,7 +74,7 @@ def model_show(ref: str) -> None:
 @click.argument("dest", type=click.Path(path_type=Path))
 def model_download(ref: str, dest: Path) -> None:
     """Copy a model version's files to DEST."""
-    artifact = api.download_model(_home(), ref, dest)
+    artifact = api.download_model(home_from_env(), ref, dest)
     click.echo(f"{artifact.ref} -> {dest}")
 
 
@@ -134,7 +82,7 @@ def model_download(ref: str, dest: Path) -> None:
 @click.argument("ref", metavar="NAME[:VERSION]")
 def model_delete(ref: str) -> None:
     """Delete one version, or every version of NAME when no version is given."""
-    api.delete_model(_home(), ref)
+    api.delete_model(home_from_env(), ref)
     click.echo(f"deleted {ref}")
 
 
@@ -179,7 +127,8 @@ def _target(opts: dict[str, Any]):
 def plan_cmd(model_ref: str, config_path: Path, base_image: str | None, **opts: Any) -> None:
     """Print the ImagePlan as JSON without building anything (a dry run)."""
     target = _target(opts)
-    image_plan = api.plan(_home(), model_ref=model_ref, config_path=config_path, target=target, base_image=base_image)
+    image_plan = api.plan(home_from_env(), model_ref=model_ref, config_path=config_path, target=target,
+                          base_image=base_image)
     click.echo(json.dumps(image_plan.to_dict(), indent=2))
 
 
@@ -193,7 +142,7 @@ def plan_cmd(model_ref: str, config_path: Path, base_image: str | None, **opts: 
 @click.option("--python-version", metavar="X.Y", help="Resolve dependencies for this Python (default: the base's).")
 @click.option("--refresh-deps", is_flag=True, help="Resolve the requirements again instead of reusing the lock.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@_registry_flags
+@registry_flags
 def package_cmd(model_ref: str, config_path: Path, base_image: str | None, tag: str | None, do_push: bool,
                 output: Path | None, dockerfile_context: Path | None, python_version: str | None,
                 refresh_deps: bool, as_json: bool, registry_username: str | None, ca_file: str | None,
@@ -204,19 +153,19 @@ def package_cmd(model_ref: str, config_path: Path, base_image: str | None, tag: 
         output = Path("edgepack-out") / f"{model_ref.replace(':', '-')}-{target.name}"
     options = BuildOptions(mtime=int(os.environ.get("SOURCE_DATE_EPOCH") or 0), python_version=python_version,
                            refresh_deps=refresh_deps)
-    bar, update = _progress()
+    bar, update = push_progress()
     with bar if bar is not None else _nothing():
-        result = api.package(_home(), model_ref=model_ref, config_path=config_path, target=target,
+        result = api.package(home_from_env(), model_ref=model_ref, config_path=config_path, target=target,
                              base_image=base_image, output=output, tag=tag, push_image_to_registry=do_push,
                              dockerfile_context=dockerfile_context,
-                             registry=_registry_options(registry_username, ca_file, insecure_http),
+                             registry=registry_options(registry_username, ca_file, insecure_http),
                              options=options, progress=update, env=dict(os.environ))
     lines = [str(result.pushed.ref)] if result.pushed else []
     if result.layout:
         lines.append(f"{result.layout}@{result.digest}")
     if result.context:
         lines.append(f"{result.context}/Dockerfile")
-    _emit(result.to_dict(), as_json, "\n".join(lines))
+    emit(result.to_dict(), as_json, "\n".join(lines))
 
 
 class _nothing:
@@ -231,17 +180,17 @@ class _nothing:
 @click.argument("layout_dir", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--to", "to", required=True, metavar="REGISTRY/REPO:TAG")
 @click.option("--json", "as_json", is_flag=True)
-@_registry_flags
+@registry_flags
 def push_cmd(layout_dir: Path, to: str, as_json: bool, registry_username: str | None, ca_file: str | None,
              insecure_http: bool) -> None:
     """Push an OCI image layout; prints REGISTRY/REPO@sha256:..."""
-    bar, update = _progress()
+    bar, update = push_progress()
     with bar if bar is not None else _nothing():
-        result = api.push(layout_dir, to, registry=_registry_options(registry_username, ca_file, insecure_http),
+        result = api.push(layout_dir, to, registry=registry_options(registry_username, ca_file, insecure_http),
                           progress=update)
     data = {"ref": str(result.ref), "uploaded": list(result.uploaded), "skipped": list(result.skipped),
             "mounted": list(result.mounted), "bytes_sent": result.bytes_sent}
-    _emit(data, as_json, str(result.ref))
+    emit(data, as_json, str(result.ref))
 
 
 def _daemon():
@@ -262,18 +211,18 @@ def _daemon():
 def run_cmd(source: str, port: int | None, env: tuple[str, ...], name: str | None, timeout: float,
             host_network: bool, as_json: bool) -> None:
     """Start an image detached on the local Docker engine; prints the scoring URL once it is ready."""
-    result = api.run(_home(), source, daemon=_daemon(), name=name, port=port, env=_pairs(env, "--env"),
+    result = api.run(home_from_env(), source, daemon=_daemon(), name=name, port=port, env=parse_pairs(env, "--env"),
                      timeout=timeout, host_network=host_network)
     if not as_json and result.keys:
         click.echo(f"name: {result.name}; keys: 'edgepack keys {result.name}'", err=True)
-    _emit(result.to_dict(), as_json, result.url)
+    emit(result.to_dict(), as_json, result.url)
 
 
 @cli.command("stop")
 @click.argument("name")
 def stop_cmd(name: str) -> None:
     """Stop and remove a local run."""
-    api.stop(_home(), name, daemon=_daemon())
+    api.stop(home_from_env(), name, daemon=_daemon())
     click.echo(f"stopped {name}")
 
 
@@ -291,90 +240,12 @@ def logs_cmd(name: str, tail: int | None) -> None:
               help="Replace this key; the others stay valid and the server needs no restart.")
 def keys_cmd(name: str, regenerate: str | None) -> None:
     """Print the keys of a local run as JSON."""
-    home = _home()
+    home = home_from_env()
     keys = api.regenerate_run_key(home, name, regenerate) if regenerate else api.run_keys(home, name)
     click.echo(json.dumps(keys, indent=2, sort_keys=True))
 
 
-@cli.group()
-def deploy() -> None:
-    """Deploy a pushed image (by digest) to where it runs."""
-
-
-@deploy.command("k8s")
-@click.option("--image", required=True, metavar="REF@DIGEST", help="A pushed function image, pinned by digest.")
-@click.option("--name", required=True, help="Name of the Deployment, Secret and ScaledObject.")
-@click.option("--namespace", default="default", show_default=True)
-@click.option("--min-replicas", default=0, show_default=True, type=click.IntRange(0))
-@click.option("--max-replicas", default=10, show_default=True, type=click.IntRange(1))
-@click.option("--setting", "settings", multiple=True, metavar="K=V",
-              help="App setting for the Secret (connection strings; %Setting% names in trigger paths).")
-@click.option("--dry-run", is_flag=True, help="Print the manifests with Secret values redacted; apply nothing.")
-@click.option("--kubeconfig", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Apply the manifests (server-side apply) to this kubeconfig's cluster.")
-@click.option("--context", "kube_context", help="The kubeconfig context (default: its current one).")
-@_registry_flags
-def deploy_k8s(image: str, name: str, namespace: str, min_replicas: int, max_replicas: int,
-               settings: tuple[str, ...], dry_run: bool, kubeconfig: Path | None, kube_context: str | None,
-               registry_username: str | None, ca_file: str | None, insecure_http: bool) -> None:
-    """Validated manifests (Secret, Deployment, Service + HPA for HTTP, KEDA ScaledObject for blob and Service
-    Bus): applied with --kubeconfig, else written as YAML on stdout for 'kubectl apply -f -'."""
-    import yaml
-
-    from edgepack.deploy.kubernetes import redact
-
-    options = api.KubernetesOptions(name=name, namespace=namespace, min_replicas=min_replicas,
-                                    max_replicas=max_replicas, settings=_pairs(settings, "--setting"))
-    manifests = api.kubernetes_manifests(image, options,
-                                         registry=_registry_options(registry_username, ca_file, insecure_http))
-    if kubeconfig is not None and not dry_run:
-        from edgepack.deploy.kubernetes_apply import apply_manifests
-
-        for applied in apply_manifests(manifests, kubeconfig=kubeconfig, context=kube_context):
-            click.echo(f"applied {applied}")
-        return
-    click.echo(yaml.safe_dump_all(redact(manifests) if dry_run else manifests, sort_keys=False), nl=False)
-
-
-@deploy.command("functionapp")
-@click.option("--subscription", required=True)
-@click.option("--resource-group", required=True)
-@click.option("--name", required=True, help="The Function App.")
-@click.option("--plan", required=True, help="A Linux Elastic Premium or Dedicated plan in the resource group.")
-@click.option("--image", required=True, metavar="REF@DIGEST", help="A pushed function image, pinned by digest.")
-@click.option("--registry-username", metavar="USER", help="User the app (and edgepack) pull the image with.")
-@click.option("--registry-password-env", metavar="VAR", help="Variable holding that user's password.")
-@click.option("--setting", "settings", multiple=True, metavar="K=V", help="App setting to add or update.")
-@click.option("--dry-run", is_flag=True, help="Send the reads, print the writes (secrets redacted), send nothing.")
-@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), help="CA bundle for the image registry.")
-@click.option("--insecure-http", is_flag=True, help="Allow plain HTTP to a non-loopback image registry.")
-def deploy_functionapp(subscription: str, resource_group: str, name: str, plan: str, image: str,
-                       registry_username: str | None, registry_password_env: str | None, settings: tuple[str, ...],
-                       dry_run: bool, ca_file: str | None, insecure_http: bool) -> None:
-    """Create or update a Linux container Function App running IMAGE (ARM through azure-mgmt-web)."""
-    from azure.identity import DefaultAzureCredential  # imported lazily: only Azure deploys need it
-    from requests.adapters import HTTPAdapter
-
-    from edgepack.deploy import functionapp
-
-    if registry_password_env and registry_password_env not in os.environ:
-        raise click.BadParameter(f"'{registry_password_env}' is not set", param_hint="--registry-password-env")
-    password = os.environ.get(registry_password_env or "")
-    adapter = functionapp.DryRunAdapter(HTTPAdapter()) if dry_run else None
-    client = functionapp.make_client(DefaultAzureCredential(), subscription, adapter)
-    options = functionapp.FunctionAppOptions(
-        subscription=subscription, resource_group=resource_group, name=name, plan=plan, image=image,
-        registry_username=registry_username, registry_password=password, settings=_pairs(settings, "--setting"))
-    registry = api.RegistryOptions(username=registry_username, password=password, ca_file=ca_file,
-                                   insecure_http=insecure_http)
-    site = api.deploy_functionapp(options, client=client, registry=registry)
-    if adapter is not None:
-        recorded = [{**r.to_dict(), "body": functionapp.redact_settings(r.body)} for r in adapter.recorded]
-        click.echo(json.dumps(recorded, indent=2))
-    else:
-        click.echo(site)
-
-
+cli.add_command(deploy)
 cli.add_command(profile_cmd)
 
 

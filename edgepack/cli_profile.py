@@ -1,4 +1,4 @@
-"""``edgepack profile``: the CLI face of edgepack.profiling (registered on the main group by edgepack.cli)."""
+"""``edgepack profile``: the CLI face of edgepack.profiling."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from edgepack import api
+from edgepack.cli_support import home_from_env
 
 
 def _concurrencies(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
@@ -31,8 +32,7 @@ def _concurrencies(ctx: click.Context, param: click.Parameter, value: str) -> tu
 @click.option("--seconds", default=5.0, show_default=True, help="Measured seconds per concurrency.")
 @click.option("--startup-timeout", default=120.0, show_default=True, help="Seconds to wait for init().")
 @click.option("--json", "as_json", is_flag=True, help="Print the measurements and recommendation as JSON.")
-@click.pass_obj
-def profile_cmd(home_factory, model_ref: str, config_path: Path, sample_path: Path, concurrency: tuple[int, ...],
+def profile_cmd(model_ref: str, config_path: Path, sample_path: Path, concurrency: tuple[int, ...],
                 seconds: float, startup_timeout: float, as_json: bool) -> None:
     """Run the model with sample data at a few concurrencies and recommend CPU and memory for a deployment.
 
@@ -40,7 +40,7 @@ def profile_cmd(home_factory, model_ref: str, config_path: Path, sample_path: Pa
     runtime the images serve with, on loopback; CPU time and resident memory are read from /proc.
     """
     say = None if as_json else (lambda line: click.echo(line, err=True))
-    report = api.profile(home_factory(), model_ref=model_ref, config_path=config_path, sample_path=sample_path,
+    report = api.profile(home_from_env(), model_ref=model_ref, config_path=config_path, sample_path=sample_path,
                          concurrencies=concurrency, seconds=seconds, startup_timeout=startup_timeout, progress=say)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
