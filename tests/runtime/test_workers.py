@@ -104,6 +104,8 @@ def test_workers_share_the_port_restart_after_a_crash_and_stop_together(tmp_path
         replaced = _workers(proc)
         assert len(replaced) == 2 and first[0] not in replaced and first[1] in replaced
         _wait_ready(url, proc)
+        # Served after the kill, so by a worker that will flush its access log when stopped.
+        assert httpx.post(f"{url}/score", json={"data": data}, timeout=5).status_code == 200
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
         assert not any(Path(f"/proc/{pid}").exists() for pid in replaced)
