@@ -55,3 +55,5 @@ def profile_cmd(model_ref: str, config_path: Path, sample_path: Path, concurrenc
                f"(about {rec.expected_rps:,.0f} req/s per replica at concurrency {rec.concurrency}, "
                f"p99 {rec.expected_p99_ms:.1f} ms)")
     click.echo(f"because {rec.reason}; the runtime was ready {report.startup_seconds:.2f}s after start")
+    if rec.note:
+        click.echo(f"note: {rec.note}")

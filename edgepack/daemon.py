@@ -106,7 +106,8 @@ class DockerDaemon:
             lines = check_stream(self.client.api.build(path=str(context_dir), tag=tag, rm=True, decode=True),
                                  f"building '{context_dir}'")
         except docker.errors.APIError as exc:
-            raise DaemonError(f"building '{context_dir}': {exc.explanation or exc}", hint="See the engine's log.") from exc
+            raise DaemonError(f"building '{context_dir}': {exc.explanation or exc}",
+                              hint="See the engine's log.") from exc
         ids = [x["aux"]["ID"] for x in lines if isinstance(x.get("aux"), dict) and "ID" in x["aux"]]
         return ids[-1] if ids else self.inspect_image(tag)["Id"]
 

@@ -31,7 +31,8 @@ def test_in_image_code_imports_no_build_time_library():
         for path in _files(folder):
             for name in _imports(path):
                 top = name.split(".")[0]
-                if top in FORBIDDEN or (top == "edgepack" and not (name == "edgepack" or name.startswith("edgepack.runtime"))):
+                runtime_only = name == "edgepack" or name.startswith("edgepack.runtime")
+                if top in FORBIDDEN or (top == "edgepack" and not runtime_only):
                     offenders.append(f"{path.relative_to(ROOT)}: {name}")
     assert offenders == []
 

@@ -54,7 +54,8 @@ class HttpFunctions:
             if trig["type"] != "httpTrigger":
                 continue
             methods = tuple(m.upper() for m in trig.get("methods") or ())
-            self.routes.append((route_regex(trig.get("route") or fn.name), methods, trig.get("authLevel", "FUNCTION"), fn))
+            self.routes.append((route_regex(trig.get("route") or fn.name), methods,
+                                trig.get("authLevel", "FUNCTION"), fn))
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="fn")
 
     def needs_keys(self) -> bool:

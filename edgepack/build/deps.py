@@ -111,7 +111,8 @@ def resolve(requirements: tuple[str, ...], platform: PythonPlatform, cache: Cach
     items = sorted(data.get("install", []), key=lambda i: i["metadata"]["name"].lower())
     pins = tuple(f"{i['metadata']['name']}=={i['metadata']['version']}" for i in items)
     hashes = tuple(i.get("download_info", {}).get("archive_info", {}).get("hash", "") for i in items)
-    cache.write_index("locks", lock_key, {"pins": list(pins), "hashes": list(hashes), "requirements": list(requirements)})
+    cache.write_index("locks", lock_key,
+                      {"pins": list(pins), "hashes": list(hashes), "requirements": list(requirements)})
     return ResolvedSet(pins, hashes)
 
 

@@ -1,1 +1,2 @@
-"""The inference config: schema (frozen dataclasses, validated by field path) and loading (the only YAML/JSON reading)."""
+"""The inference config: schema (frozen dataclasses, validated by field path) and loading (the only YAML/JSON
+reading)."""

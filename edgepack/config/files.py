@@ -24,7 +24,8 @@ def read_structured(path: Path) -> Any:
             return json.loads(text)
         return yaml.safe_load(text)
     except json.JSONDecodeError as exc:
-        raise FileProblem(f"'{path.name}' is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from exc
+        raise FileProblem(f"'{path.name}' is not valid JSON: {exc.msg} at line {exc.lineno}, "
+                          f"column {exc.colno}") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -200,7 +200,8 @@ class _Walker:
         address = value.get("address")
         if not address:
             self.problems.append("baseImageRegistry.address: required")
-        return RegistrySettings(str(address or ""), value.get("username"), value.get("passwordEnv") or value.get("password_env"))
+        return RegistrySettings(str(address or ""), value.get("username"),
+                                value.get("passwordEnv") or value.get("password_env"))
 
     def _env(self) -> dict[str, str]:
         value = self.data.get("environmentVariables") or {}

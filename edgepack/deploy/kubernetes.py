@@ -91,7 +91,8 @@ def keda_trigger(binding: Mapping[str, Any], settings: Mapping[str, str]) -> dic
 
 
 def _meta(name: str, options: KubernetesOptions) -> dict[str, Any]:
-    return {"name": name, "namespace": options.namespace, "labels": {"app": name, "app.kubernetes.io/managed-by": "edgepack"}}
+    return {"name": name, "namespace": options.namespace,
+            "labels": {"app": name, "app.kubernetes.io/managed-by": "edgepack"}}
 
 
 def _deployment(name: str, image: str, options: KubernetesOptions, functions: list[str], *, replicas: int,
@@ -117,7 +118,8 @@ def render_manifests(functions: list[dict[str, Any]], image: str, options: Kuber
         DeployError: an image reference without a digest, or a trigger KEDA cannot scale on.
     """
     if "@sha256:" not in image:
-        raise DeployError(f"deploying '{image}': a tag without a digest", hint="Pass REF@sha256:... as printed by push.")
+        raise DeployError(f"deploying '{image}': a tag without a digest",
+                          hint="Pass REF@sha256:... as printed by push.")
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(options.name, options), "type": "Opaque",
               "data": {k: base64.b64encode(v.encode()).decode() for k, v in sorted(
                   {"FUNCTIONS_WORKER_RUNTIME": "python", **options.settings}.items())}}

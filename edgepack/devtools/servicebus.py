@@ -195,7 +195,8 @@ class Broker(MessagingHandler):
     def deliver(self, link: Link, q: Queue, msg: StoredMessage, now: int) -> None:
         token = uuid.uuid4().bytes_le
         settled = link.remote_snd_settle_mode == Link.SND_SETTLED
-        annotations = {"x-opt-sequence-number": ("long", msg.seq), "x-opt-enqueued-time": ("timestamp", msg.enqueued_ms)}
+        annotations = {"x-opt-sequence-number": ("long", msg.seq),
+                       "x-opt-enqueued-time": ("timestamp", msg.enqueued_ms)}
         if not settled:
             msg.locked_until_ms = now + int(q.lock_seconds * 1000)
             annotations["x-opt-locked-until"] = ("timestamp", msg.locked_until_ms)
@@ -272,7 +273,8 @@ class Broker(MessagingHandler):
         elif state == Delivery.REJECTED:
             info = (dlv.remote.condition.info if dlv.remote.condition else None) or {}
             info = {str(k): str(v) for k, v in dict(info).items()}
-            self.dead_letter(q, msg, info.get("DeadLetterReason", "rejected"), info.get("DeadLetterErrorDescription", ""))
+            self.dead_letter(q, msg, info.get("DeadLetterReason", "rejected"),
+                             info.get("DeadLetterErrorDescription", ""))
         else:  # released, or settled without a state: back without counting
             self.give_back(q, msg, count=False)
         if not dlv.settled:

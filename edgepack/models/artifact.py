@@ -10,7 +10,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """One model input or output: name, element type (``float32``, ``int64``...) and shape (None or a name if dynamic)."""
+    """One model input or output: name, element type (``float32``, ``int64``...) and shape (None or a name if
+    dynamic)."""
 
     name: str
     elem_type: str

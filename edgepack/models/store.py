@@ -87,7 +87,8 @@ def _collect(path: Path) -> list[tuple[str, Path]]:
                                hint="Keep only regular files in a model folder.")
         out.append((rel, item))
     if not out:
-        raise InvalidModel(f"registering model '{path}': the folder has no files", hint="Point at a model file or folder.")
+        raise InvalidModel(f"registering model '{path}': the folder has no files",
+                           hint="Point at a model file or folder.")
     return out
 
 
@@ -183,7 +184,8 @@ class LocalModelStore:
 
     def delete(self, name: str, version: int | None = None) -> None:
         """Raises: ModelNotFound."""
-        targets = [self.get(name, version)] if version is not None else [self.get(name, v) for v in self._versions(name)]
+        targets = ([self.get(name, version)] if version is not None
+                   else [self.get(name, v) for v in self._versions(name)])
         if not targets:
             self.get(name)
         for artifact in targets:

@@ -42,6 +42,7 @@ class Recommendation:
     expected_rps: float
     expected_p99_ms: float
     reason: str
+    note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,4 +71,8 @@ def recommend(levels: list[Level], *, headroom: float = HEADROOM) -> Recommendat
     reason = (f"throughput levels off at concurrency {knee.concurrency} ({knee.rps:,.0f} req/s, "
               f"{KNEE:.0%} of the best {best:,.0f}), where the server used {knee.cpu_cores:.2f} cores; "
               f"peak memory {peak / (1 << 20):,.0f} MiB; both with {headroom - 1:.0%} headroom")
-    return Recommendation(cpu, memory, knee.concurrency, round(knee.rps, 1), knee.p99_ms, reason)
+    note = ""
+    if cpu > 1:
+        note = ("more than one core: one server process runs its Python on one core at a time, so "
+                "EDGEPACK_PROCESSES=2 may serve more per replica than a bigger CPU limit")
+    return Recommendation(cpu, memory, knee.concurrency, round(knee.rps, 1), knee.p99_ms, reason, note)

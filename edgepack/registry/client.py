@@ -158,8 +158,9 @@ class RegistryClient:
             except httpx.TransportError as exc:
                 attempt += 1
                 if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                    hint = "Pass --ca-file with the CA that signed the registry's certificate."
                     raise RegistryError(f"{action}: the TLS certificate of '{self.registry}' is not trusted: {exc}",
-                                        hint="Pass --ca-file with the CA that signed the registry's certificate.") from exc
+                                        hint=hint) from exc
                 if attempt < attempts:
                     log.info("%s: %s; retrying", action, exc)
                     time.sleep(self._backoff * 2 ** (attempt - 1))

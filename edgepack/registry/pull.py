@@ -67,7 +67,8 @@ def _pick_platform(ref: ImageRef, index: dict[str, Any], platform: str) -> str:
     for entry in index.get("manifests", []):
         plat = entry.get("platform") or {}
         seen.append(f"{plat.get('os')}/{plat.get('architecture')}")
-        if plat.get("os") == os_name and plat.get("architecture") == arch and (not variant or plat.get("variant") == variant):
+        if (plat.get("os") == os_name and plat.get("architecture") == arch
+                and (not variant or plat.get("variant") == variant)):
             return entry["digest"]
     raise RegistryError(f"pulling '{ref}': no image for platform {platform}",
                         hint=f"Available platforms: {', '.join(seen) or 'none'}; choose another base image.")

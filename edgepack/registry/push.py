@@ -48,7 +48,8 @@ def _with_digest(location: str, digest: str) -> str:
     return f"{location}{'&' if '?' in location else '?'}digest={digest}"
 
 
-def _chunks(f: BinaryIO, offset: int, length: int, counter: list[int], on_bytes: Callable[[int], None]) -> Iterator[bytes]:
+def _chunks(f: BinaryIO, offset: int, length: int, counter: list[int],
+            on_bytes: Callable[[int], None]) -> Iterator[bytes]:
     f.seek(offset)
     left = length
     while left > 0:

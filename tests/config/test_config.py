@@ -283,7 +283,8 @@ def test_sample_and_sample_file_together(tmp_path):
 def test_unreadable_sample_file_is_a_problem(tmp_path):
     (tmp_path / "score.py").write_text(GOOD_SCORE)
     (tmp_path / "out.json").write_text("{not json")
-    problems = _problems(_write_json(tmp_path / "cfg.json", {"entryScript": "score.py", "outputSampleFile": "out.json"}))
+    data = {"entryScript": "score.py", "outputSampleFile": "out.json"}
+    problems = _problems(_write_json(tmp_path / "cfg.json", data))
     assert len(problems) == 1
     assert problems[0].startswith("outputSampleFile: 'out.json' is not valid JSON: ")
     assert "line 1, column 2" in problems[0]

@@ -81,8 +81,8 @@ def test_a_cluster_without_keda_is_named(apiserver):
 
 
 def test_paths_and_a_bad_kubeconfig(tmp_path):
-    assert resource_path({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-                          "metadata": {"name": "h"}}) == "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/h"
+    hpa = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "h"}}
+    assert resource_path(hpa) == "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/h"
     bad = tmp_path / "kubeconfig"
     bad.write_text("not: [a, kubeconfig")
     with pytest.raises(DeployError, match="loading kubeconfig") as info:

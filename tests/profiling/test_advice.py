@@ -21,7 +21,9 @@ def test_the_knee_sets_cpu_and_the_peak_sets_memory_with_headroom():
     assert rec.cpu == 0.9  # 0.72 * 1.25 = 0.9
     assert rec.memory_gb == 0.4  # 300 MiB * 1.25 = 375 MiB = 0.366 GiB, rounded up to tenths
     assert rec.expected_rps == 2300 and rec.expected_p99_ms == 12.0
-    assert "concurrency 4" in rec.reason and "0.72 cores" in rec.reason
+    assert "concurrency 4" in rec.reason and "0.72 cores" in rec.reason and rec.note == ""
+    busy = recommend([_level(1, 1000, 0.95), _level(2, 1100, 1.1)])
+    assert busy.cpu == 1.2 and "EDGEPACK_PROCESSES" in busy.note  # 0.95 cores at the knee (c=1), +25%
 
 
 def test_levels_with_errors_do_not_count_and_minimums_hold():

@@ -19,7 +19,8 @@ from edgepack.runtime.settings import RuntimeConfig
 from tests.project import SCORE_PY, expected, make_model
 from tests.servers import serve_in_thread
 
-SLOW_INIT = SCORE_PY.replace("def init():\n", "def init():\n    import time; time.sleep(float(os.getenv('SLOW', '0')))\n")
+SLOW_INIT = SCORE_PY.replace("def init():\n",
+                             "def init():\n    import time; time.sleep(float(os.getenv('SLOW', '0')))\n")
 RAW_SCRIPT = '''
 def init():
     pass
@@ -87,7 +88,8 @@ def test_scores_like_onnxruntime_and_rejects_bad_requests(tmp_path, keys_file):
             assert resp.status_code == 200
             np.testing.assert_allclose(resp.json()["result"], expected(tmp_path / "model" / "model.onnx", data),
                                        rtol=1e-6)
-            assert client.post("/score", json={"data": data}, headers={"Authorization": "Bearer s-key"}).status_code == 200
+            secondary = {"Authorization": "Bearer s-key"}
+            assert client.post("/score", json={"data": data}, headers=secondary).status_code == 200
             wrong = client.post("/score", json={"data": data}, headers={"Authorization": "Bearer nope"})
             assert wrong.status_code == 401 and "key" in wrong.json()["error"]
             assert client.post("/score", json={"data": data}).status_code == 401
