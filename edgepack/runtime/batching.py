@@ -47,8 +47,6 @@ class Batcher:
         self.queue: list[_Pending] = []
         self.running = 0
         self._timer: asyncio.TimerHandle | None = None
-        self.batches = 0
-        self.rows = 0
 
     def accepts(self, content_type: str | None, body: bytes) -> bool:
         """True when this request is a tensor and the entry script can take batches."""
@@ -85,8 +83,6 @@ class Batcher:
             taken = set(map(id, batch))
             self.queue = [item for item in self.queue if id(item) not in taken]
             self.running += 1
-            self.batches += 1
-            self.rows += rows
             future = loop.run_in_executor(self.pool, self._run, batch)
             future.add_done_callback(lambda done, batch=batch: self._finished(loop, batch, done))
 
