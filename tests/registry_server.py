@@ -6,18 +6,13 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from edgepack.deploy.local import free_port
 
 
 def make_ca_and_cert(folder: Path) -> tuple[Path, Path, Path]:

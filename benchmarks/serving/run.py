@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,7 +40,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from edgepack.profiling.procs import cpu_seconds  # noqa: E402  (the benchmark runs from a checkout)
+from edgepack.deploy.local import free_port  # noqa: E402  (the benchmark runs from a checkout)
+from edgepack.profiling.procs import cpu_seconds  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 WORK = ROOT / ".dev" / "bench-serving"
@@ -77,12 +77,6 @@ def anchor_version(server: Path) -> str:
 
 
 # --- processes and CPU ------------------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @dataclass
 class Server:

@@ -70,7 +70,8 @@ def resolve_image(daemon: Any, source: str) -> tuple[str, dict[str, str], str]:
     return source, labels, digests[0].split("@")[-1]
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback TCP port free at the time of asking."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -102,7 +103,7 @@ def run(daemon: Any, source: str, *, runs_dir: Path, name: str | None = None, po
     command = json.loads(labels["io.edgepack.local-command"]) if "io.edgepack.local-command" in labels else None
     if host_network:
         # The server listens on the host itself: choose its port and tell it through EDGEPACK_PORT.
-        container_port = port or _free_port()
+        container_port = port or free_port()
         run_env["EDGEPACK_PORT"] = str(container_port)
     running = daemon.run(image, name=name, ports={container_port: port}, env=run_env, command=command,
                          labels={MANAGED_LABEL: "true", "io.edgepack.source": source}, volumes=volumes,

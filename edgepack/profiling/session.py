@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,8 +17,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edgepack.config.schema import InferenceConfig
+from edgepack.deploy.local import free_port
 from edgepack.errors import ProfileError
 from edgepack.models.artifact import ModelArtifact
+from edgepack.packagers.layers import runtime_config
 from edgepack.profiling.advice import Level, Recommendation, recommend
 from edgepack.profiling.load import build_request, run_load
 from edgepack.profiling.procs import cpu_seconds, rss_bytes
@@ -84,20 +85,12 @@ def read_samples(path: Path) -> list[Sample]:
     return samples
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _runtime_config(model: ModelArtifact, config: InferenceConfig) -> dict[str, Any]:
+    """The image's runtime.json for the webservice target, pointing at the local source and model folders."""
     source = config.source_directory or config.entry_script.parent
-    return {"target": "webservice", "entry_script": str(config.entry_script), "source_dir": str(source),
-            "model_dir": str(model.root), "model": {"name": model.name, "version": model.version,
-                                                    "sha256": model.sha256},
-            "input_sample": config.input_sample, "output_sample": config.output_sample,
-            "max_request_bytes": config.max_request_bytes,
-            "batching": dict(config.batching) if config.batching is not None else None}
+    return {**runtime_config(model, config, target="webservice", app_root="", source_dest=str(source),
+                             auth_enabled=False),
+            "model_dir": str(model.root)}
 
 
 class RuntimeProcess:
@@ -105,7 +98,7 @@ class RuntimeProcess:
 
     def __init__(self, model: ModelArtifact, config: InferenceConfig, workdir: Path, python: str,
                  extra_env: dict[str, str] | None = None) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.log = workdir / "runtime.log"
         runtime_json = workdir / "runtime.json"
         runtime_json.write_text(json.dumps(_runtime_config(model, config)))

@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,16 +14,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from edgepack.deploy.local import free_port
 from edgepack.profiling.procs import tree
 from tests.project import SCORE_PY, expected, make_model
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _start(tmp_path: Path, script: str, **env: str) -> tuple[subprocess.Popen, str]:
@@ -35,7 +29,7 @@ def _start(tmp_path: Path, script: str, **env: str) -> tuple[subprocess.Popen, s
     config = tmp_path / "runtime.json"
     config.write_text(json.dumps({"entry_script": str(src / "score.py"), "source_dir": str(src),
                                   "model_dir": str(tmp_path / "model"), "model": {"name": "m", "version": 1}}))
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "edgepack.runtime", "--host", "127.0.0.1", "--port", str(port)],
                             env={**os.environ, "EDGEPACK_RUNTIME_CONFIG": str(config), "PYTHONPATH": str(ROOT), **env},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

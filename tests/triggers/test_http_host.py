@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import httpx
 import numpy as np
 import pytest
 
+from edgepack.deploy.local import free_port
 from edgepack.runtime.keys import KeyRing
 from edgepack.targets import FunctionsHttpTarget
 from tests.project import expected, make_function_app
@@ -114,9 +114,7 @@ def test_route_templates():
 def test_the_host_process_serves_and_stops_cleanly_on_sigterm(tmp_path):
     root = tmp_path / "wwwroot"
     rc = make_function_app(tmp_path, root, FunctionsHttpTarget(auth_level="anonymous"), seed=4)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "EDGEPACK_RUNTIME_CONFIG": str(rc), "EDGEPACK_PORT": str(port),
            "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     proc = subprocess.Popen([sys.executable, "-m", "triggers", "--script-root", str(root)], env=env,
