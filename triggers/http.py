@@ -13,7 +13,6 @@ import logging
 import re
 import time
 import traceback
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qsl
@@ -21,7 +20,7 @@ from urllib.parse import parse_qsl
 import azure.functions as func
 
 from edgepack.runtime.keys import KeyRing
-from edgepack.runtime.scoring import ScoreResult, error_result
+from edgepack.runtime.scoring import ScoreResult, error_result, internal_error
 from edgepack.runtime.http import Request, json_result
 from triggers.host import IndexedFunction
 
@@ -107,9 +106,9 @@ class HttpFunctions:
             result = _convert(out)
             outcome = "succeeded"
         except Exception:
-            error_id = uuid.uuid4().hex
-            log.error("function %s failed (error id %s):\n%s", fn.name, error_id, traceback.format_exc())
-            result, outcome = error_result(500, f"function '{fn.name}' failed", error_id=error_id), "failed"
+            result = internal_error(f"function '{fn.name}' failed", f"function {fn.name} failed",
+                                    traceback.format_exc())
+            outcome = "failed"
         log.info("invoked %s: %s, status %d, %.1fms", fn.name, outcome, result.status,
                  (time.perf_counter() - started) * 1000)
         return result

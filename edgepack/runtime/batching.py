@@ -9,10 +9,8 @@ previous one runs. ``max_wait`` (seconds) lets an idle batcher wait that long fo
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 import traceback
-import uuid
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -20,9 +18,8 @@ from typing import Any, Callable
 import numpy as np
 
 from edgepack.runtime import tensors
-from edgepack.runtime.scoring import ScoreResult, error_result
+from edgepack.runtime.scoring import ScoreResult, error_result, internal_error
 
-log = logging.getLogger("edgepack.runtime.batching")
 
 
 @dataclass
@@ -109,10 +106,9 @@ class Batcher:
             output = fn(stacked)
             parts = _split(output, [item.array.shape[0] for item in batch])
         except Exception:
-            error_id = uuid.uuid4().hex
-            log.error("run_batch() failed for a batch of %d requests (error id %s):\n%s", len(batch), error_id,
-                      traceback.format_exc())
-            return [error_result(500, "the entry script's run_batch() failed", error_id=error_id)] * len(batch)
+            failed = internal_error("the entry script's run_batch() failed",
+                                    f"run_batch() failed for a batch of {len(batch)} requests", traceback.format_exc())
+            return [failed] * len(batch)
         results = []
         for item, part in zip(batch, parts):
             body, content_type = tensors.encode(part, as_json=item.as_json)

@@ -45,6 +45,13 @@ def error_result(status: int, message: str, **extra: Any) -> ScoreResult:
     return ScoreResult(status, json.dumps({"error": message, **extra}).encode())
 
 
+def internal_error(public: str, what: str, detail: str) -> ScoreResult:
+    """A 500 that tells the client ``public`` and an error id; the details go only to the log, under that id."""
+    error_id = uuid.uuid4().hex
+    log.error("%s (error id %s):\n%s", what, error_id, detail)
+    return error_result(500, public, error_id=error_id)
+
+
 def _default(value: Any) -> Any:
     if hasattr(value, "tolist"):
         return value.tolist()  # numpy arrays and scalars
@@ -163,9 +170,7 @@ class Runtime:
         try:
             output = self._module.run(data)
         except Exception:
-            error_id = uuid.uuid4().hex
-            log.error("run() failed (error id %s):\n%s", error_id, traceback.format_exc())
-            return error_result(500, "the entry script's run() failed", error_id=error_id)
+            return internal_error("the entry script's run() failed", "run() failed", traceback.format_exc())
         if isinstance(output, (bytes, bytearray)):
             return ScoreResult(200, bytes(output), "application/octet-stream")
         if isinstance(output, str):
@@ -177,10 +182,8 @@ class Runtime:
         try:
             return ScoreResult(200, _ENCODER.encode(output).encode())
         except (TypeError, ValueError) as exc:
-            error_id = uuid.uuid4().hex
-            log.error("run() returned a value that is not JSON serializable (error id %s): %s", error_id, exc)
-            return error_result(500, "the entry script returned a value that is not JSON serializable",
-                                error_id=error_id)
+            return internal_error("the entry script returned a value that is not JSON serializable",
+                                  "run() returned a value that is not JSON serializable", str(exc))
 
 
 def load_runtime(config_path: str | None = None, *, start: bool = True) -> Runtime:
