@@ -25,7 +25,7 @@ from edgepack.runtime.scoring import Runtime, ScoreResult, error_result
 WEB_KEYS = ("primary", "secondary")
 ROUTES = {"/": "GET", "/health": "GET", "/swagger.json": "GET", "/score": "POST"}
 
-__all__ = ["ScoringServer", "serve", "Request", "json_result"]
+__all__ = ["ScoringServer", "serve"]
 
 
 class ScoringServer:
