@@ -13,8 +13,45 @@ def _required_positional(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
 
 
 def _accepts_one(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
-    positional = fn.args.posonlyargs + fn.args.args
-    return _required_positional(fn) <= 1 and (len(positional) >= 1 or fn.args.vararg is not None)
+    positional = [a.arg for a in fn.args.posonlyargs + fn.args.args]
+    required = _required_positional(fn) - (1 if positional[1:2] == ["request_headers"] else 0)
+    return required <= 1 and (len(positional) >= 1 or fn.args.vararg is not None)
+
+
+def _decorator_names(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
+    names = set()
+    for dec in fn.decorator_list:
+        node = dec.func if isinstance(dec, ast.Call) else dec
+        names.add(node.attr if isinstance(node, ast.Attribute) else getattr(node, "id", ""))
+    return names
+
+
+def run_decorators(path: Path) -> set[str]:
+    """The names of the decorators on the script's ``run`` (``input_schema``, ``rawhttp``...); empty if none."""
+    try:
+        tree = ast.parse(path.read_text(), filename=str(path))
+    except (SyntaxError, OSError, UnicodeDecodeError):
+        return set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == "run":
+            return _decorator_names(node)
+    return set()
+
+
+def script_imports(path: Path) -> dict[str, set[str]]:
+    """Modules the script imports (anywhere in it), each with the names taken from it by ``from ... import``."""
+    try:
+        tree = ast.parse(path.read_text(), filename=str(path))
+    except (SyntaxError, OSError, UnicodeDecodeError):
+        return {}
+    found: dict[str, set[str]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                found.setdefault(alias.name, set())
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.setdefault(node.module, set()).update(a.name for a in node.names if a.name != "*")
+    return found
 
 
 def check_entry_script(path: Path, field: str) -> list[str]:
@@ -35,8 +72,9 @@ def check_entry_script(path: Path, field: str) -> list[str]:
     run = functions.get("run")
     if run is None:
         problems.append(f"{field}: '{path.name}' defines no run() function")
-    elif not _accepts_one(run):
-        problems.append(f"{field}: run() in '{path.name}' must take exactly one argument (the request data)")
+    elif not _accepts_one(run) and not _decorator_names(run) & {"input_schema", "rawhttp"}:
+        problems.append(f"{field}: run() in '{path.name}' must take the request data as its one argument "
+                        "(and optionally request_headers), unless inference_schema's @input_schema names them")
     return problems
 
 

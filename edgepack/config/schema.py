@@ -12,14 +12,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from edgepack.config.entry import check_entry_script, defines_function
-from edgepack.config.files import FileProblem, read_structured, requirement_lines
+from edgepack.config import azureml
+from edgepack.config.azureml import ModelSource
+from edgepack.config.conda import read_conda
+from edgepack.config.entry import check_entry_script, defines_function, script_imports
+from edgepack.config.files import FileProblem, read_structured
+from edgepack.config.requirements import RequirementSet, parse_requirements, requirement_name
 from edgepack.errors import ConfigError
 
 DEFAULT_MAX_REQUEST_BYTES = 10 << 20
 KEYS = ("entryScript", "sourceDirectory", "runtime", "condaFile", "baseImage", "baseImageRegistry",
         "requirementsFile", "pipRequirements", "environmentVariables", "inputSample", "outputSample",
-        "inputSampleFile", "outputSampleFile", "maxRequestBytes", "batching", "description")
+        "inputSampleFile", "outputSampleFile", "maxRequestBytes", "batching", "description", "environment")
 UNSUPPORTED = {
     "extraDockerfileSteps": "edgepack builds without running commands in the image; add files to the source "
                             "directory or packages to pipRequirements instead",
@@ -28,7 +32,17 @@ UNSUPPORTED = {
     "schemaFile": "use inputSample/outputSample (or their ...File variants) instead",
     "dependencies": "use requirementsFile or pipRequirements instead",
 }
-_CONDA_OK = {"python", "pip"}
+# Azure ML's inference server and SDK: edgepack's runtime serves the script in their place, and brings the
+# azureml.* modules scoring scripts import (see edgepack.runtime.compat). What the server pulled in for the
+# script (inference-schema) is added when the script imports it.
+SERVER_PACKAGES = ("azureml-defaults", "azureml-inference-server-http", "azureml-core", "azureml-contrib-services",
+                   "azureml-model-management-sdk", "azureml-monitoring", "azureml-sdk", "azureml-model-management")
+# The azureml.* names edgepack's images provide, by module.
+PROVIDED_AZUREML = {
+    "azureml": set(), "azureml.core": {"Model"}, "azureml.core.model": {"Model"}, "azureml.contrib": set(),
+    "azureml.contrib.services": set(), "azureml.contrib.services.aml_request": {"AMLRequest", "rawhttp"},
+    "azureml.contrib.services.aml_response": {"AMLResponse"}, "azureml.monitoring": {"ModelDataCollector"},
+}
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -64,6 +78,19 @@ class InferenceConfig:
     # Micro-batching of binary tensor requests for scripts with run_batch(): max_batch_size rows, max_wait_ms.
     batching: Mapping[str, float] | None = None
     source: Path | None = None
+    # Extra package indexes and find-links URLs (never the public index: the configured one serves it).
+    index_urls: tuple[str, ...] = ()
+    find_links: tuple[str, ...] = ()
+    # The conda file's python= pin (major.minor), which chooses the default base image's Python.
+    python_version: str | None = None
+    # Names of requirements that came from conda channels (for the resolver's messages).
+    conda_packages: tuple[str, ...] = ()
+    # Azure ML server packages left out because edgepack's runtime replaces them.
+    replaced: tuple[str, ...] = ()
+    # Models a v2 deployment names (used when no --model is given).
+    models: tuple[ModelSource, ...] = ()
+    # What was accepted but has no effect here, for the user to read.
+    notes: tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, data: Any, *, base_dir: Path, source: str) -> "InferenceConfig":
@@ -75,7 +102,7 @@ class InferenceConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: the config must be a mapping of keys to values",
                               source=source, hint="Start from samples/digits/inferenceconfig.json.")
-        walker = _Walker({_camel(k) if isinstance(k, str) else k: v for k, v in data.items()}, base_dir)
+        walker = _Walker.for_data(data, base_dir)
         config = walker.build(source)
         if walker.problems:
             raise ConfigError(f"{source}: invalid inference config", source=source, problems=tuple(walker.problems),
@@ -90,6 +117,27 @@ class _Walker:
         self.data = data
         self.base = base_dir
         self.problems: list[str] = []
+        self.notes: list[str] = []
+        self.models: list[ModelSource] = []
+
+    @classmethod
+    def for_data(cls, data: dict[str, Any], base_dir: Path) -> "_Walker":
+        """A walker over the v1 keys, flattening a v2 deployment or an ``environment`` block first."""
+        if azureml.is_v2_deployment(data):
+            flat = azureml.deployment_v2(data, base_dir)
+            walker = cls(flat.data, base_dir)
+            walker.problems, walker.notes, walker.models = flat.problems, flat.notes, flat.models
+            return walker
+        walker = cls({_camel(k) if isinstance(k, str) else k: v for k, v in data.items()}, base_dir)
+        if "environment" in walker.data:
+            flat = azureml.environment_block(walker.data.pop("environment"))
+            walker.problems += flat.problems
+            walker.notes += flat.notes
+            for key, value in flat.data.items():
+                if key in walker.data and walker.data[key] != value:
+                    walker.problems.append(f"environment: sets {key}, which the config also sets")
+                walker.data[key] = value
+        return walker
 
     def _str(self, key: str) -> str | None:
         value = self.data.get(key)
@@ -111,8 +159,13 @@ class _Walker:
 
     def _keys(self) -> None:
         for key in self.data:
-            if key in UNSUPPORTED:
+            if key in UNSUPPORTED and azureml._empty(self.data[key]):
+                self.notes.append(f"{key}: {self.data[key]!r} accepted (edgepack has no such feature: "
+                                  f"{UNSUPPORTED[key]})")
+            elif key in UNSUPPORTED:
                 self.problems.append(f"{key}: not supported: {UNSUPPORTED[key]}")
+            elif key.startswith("_"):
+                continue
             elif key not in KEYS:
                 close = difflib.get_close_matches(str(key), KEYS, n=1)
                 self.problems.append(f"{key}: unknown key" + (f" (did you mean '{close[0]}'?)" if close else ""))
@@ -125,13 +178,46 @@ class _Walker:
         if runtime.lower() != "python":
             self.problems.append(f"runtime: '{runtime}' is not supported (only 'python')")
         conda = self._path("condaFile", self.base)
-        reqs = self._requirements(conda)
+        reqs, python, conda_names = self._requirements(conda)
+        packages, replaced = self._server_packages(reqs.requirements, entry)
         return InferenceConfig(
             entry_script=entry or self.base / "<missing>", source_directory=src_dir, runtime="python",
-            pip_requirements=tuple(reqs), conda_file=conda, base_image=self._str("baseImage"),
+            pip_requirements=packages, conda_file=conda, base_image=self._str("baseImage"),
             base_image_registry=self._registry(), environment_variables=self._env(),
             input_sample=self._sample("inputSample"), output_sample=self._sample("outputSample"),
-            max_request_bytes=self._max_bytes(), batching=self._batching(entry), source=Path(source))
+            max_request_bytes=self._max_bytes(), batching=self._batching(entry), source=Path(source),
+            index_urls=reqs.index_urls, find_links=reqs.find_links, python_version=python,
+            conda_packages=conda_names, replaced=replaced, models=tuple(self.models), notes=tuple(self.notes))
+
+    def _server_packages(self, reqs: tuple[str, ...], entry: Path | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Leave out Azure ML's server packages (the runtime replaces them); add what the script needs of theirs."""
+        kept = tuple(r for r in reqs if requirement_name(r) not in SERVER_PACKAGES)
+        replaced = tuple(requirement_name(r) for r in reqs if requirement_name(r) in SERVER_PACKAGES)
+        if replaced:
+            self.notes.append(f"{', '.join(replaced)}: not installed: edgepack's runtime serves the script in place "
+                              "of Azure ML's inference server and provides the azureml modules scoring scripts use")
+        if entry is None:
+            return kept, replaced
+        imports = script_imports(entry)
+        names = {requirement_name(r) for r in kept}
+        extra = []
+        if any(m.split(".")[0] == "inference_schema" for m in imports) and "inference-schema" not in names:
+            extra.append("inference-schema")  # azureml-defaults brought it in Azure
+        if any(m.startswith("azureml.contrib.services") for m in imports) and "werkzeug" not in names:
+            extra.append("werkzeug")  # AMLRequest is a werkzeug request, as in Azure ML's server
+        for module, names_used in imports.items():
+            if not module.startswith("azureml"):
+                continue
+            provided = PROVIDED_AZUREML.get(module)
+            missing = sorted(names_used - provided) if provided is not None else sorted(names_used) or [module]
+            if provided is None or missing:
+                what = ", ".join(f"{module}.{n}" for n in missing) if provided is not None else module
+                self.problems.append(
+                    f"entryScript: '{entry.name}' imports {what}, which images do not provide (edgepack provides "
+                    "azureml.core.model.Model.get_model_path, azureml.contrib.services' rawhttp, AMLRequest and "
+                    "AMLResponse, and azureml.monitoring.ModelDataCollector; the rest of the Azure ML SDK talks to "
+                    "a workspace and has no use in a scoring image)")
+        return kept + tuple(extra), replaced
 
     def _entry(self, src_dir: Path | None) -> Path | None:
         if "entryScript" not in self.data:
@@ -145,44 +231,38 @@ class _Walker:
         self.problems.extend(check_entry_script(entry, "entryScript"))
         return entry
 
-    def _requirements(self, conda: Path | None) -> list[str]:
-        reqs: list[str] = []
+    def _requirements(self, conda: Path | None) -> tuple[RequirementSet, str | None, tuple[str, ...]]:
+        """Every requirement in order (pipRequirements, requirementsFile, the conda file), the python= pin and
+        the names that came from conda channels."""
+        reqs = RequirementSet()
         listed = self.data.get("pipRequirements")
         if listed is not None:
             if isinstance(listed, list) and all(isinstance(x, str) for x in listed):
-                more, problems = requirement_lines("\n".join(listed), "pipRequirements")
-                reqs += more
+                more, problems = parse_requirements("\n".join(listed), "pipRequirements")
+                reqs = reqs.merged(more)
                 self.problems += problems
             else:
                 self.problems.append("pipRequirements: must be a list of strings")
         req_file = self._path("requirementsFile", self.base)
         if req_file is not None:
-            more, problems = requirement_lines(req_file.read_text(), "requirementsFile")
-            reqs += more
+            more, problems = parse_requirements(req_file.read_text(), "requirementsFile")
+            reqs = reqs.merged(more)
             self.problems += problems
+        env: Any = None
+        field_name = "condaFile"
         if conda is not None:
-            reqs += self._conda_pip(conda)
-        return reqs
-
-    def _conda_pip(self, conda: Path) -> list[str]:
-        try:
-            env = read_structured(conda)
-        except FileProblem as exc:
-            self.problems.append(f"condaFile: {exc}")
-            return []
-        if not isinstance(env, dict) or not isinstance(env.get("dependencies") or [], list):
-            self.problems.append("condaFile: must be a conda environment (a mapping with a 'dependencies' list)")
-            return []
-        pip: list[str] = []
-        for dep in env.get("dependencies") or []:
-            if isinstance(dep, dict) and isinstance(dep.get("pip"), list):
-                more, problems = requirement_lines("\n".join(map(str, dep["pip"])), "condaFile: pip")
-                pip += more
-                self.problems += problems
-            elif isinstance(dep, str) and re.split(r"[=<>! ]", dep, maxsplit=1)[0] not in _CONDA_OK:
-                self.problems.append(f"condaFile: '{dep}' is a conda-only package; move it under 'pip:' "
-                                     "(edgepack installs wheels with pip)")
-        return pip
+            try:
+                env = read_structured(conda)
+            except FileProblem as exc:
+                self.problems.append(f"condaFile: {exc}")
+        elif "_condaInline" in self.data:
+            env, field_name = self.data["_condaInline"], "environment.python.condaDependencies"
+        if env is None:
+            return reqs, None, ()
+        read = read_conda(env, field_name)
+        self.problems += read.problems
+        self.notes += read.notes
+        return reqs.merged(read.requirements), read.python, read.conda_packages
 
     def _registry(self) -> RegistrySettings | None:
         value = self.data.get("baseImageRegistry")

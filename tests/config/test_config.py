@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edgepack.config.files import requirement_lines
+from edgepack.config.requirements import parse_requirements
 from edgepack.config.load import load_config
 from edgepack.config.schema import DEFAULT_MAX_REQUEST_BYTES, InferenceConfig, RegistrySettings
 from edgepack.errors import ConfigError
@@ -134,15 +134,14 @@ def test_every_problem_is_listed_at_once(tmp_path):
     expected = [
         "entryScirpt: unknown key (did you mean 'entryScript'?)",
         "entryScript: required (the score.py that defines init() and run())",
-        "condaFile: 'scikit-learn=1.2' is a conda-only package; move it under 'pip:'",
         "baseImageRegistry.password: secrets are not kept in config files",
         "extraDockerfileSteps: not supported: edgepack builds without running commands in the image",
     ]
     for needle in expected:
         assert sum(needle in p for p in problems) == 1, (needle, problems)
     assert len(problems) == len(expected)
-    # 'python=3.11' is allowed in a conda file; the pip section is not a problem
-    assert not any("python=3.11" in p or "numpy" in p for p in problems)
+    # conda channel packages and the python= pin are not problems: they go through pip
+    assert not any("python=3.11" in p or "numpy" in p or "scikit-learn" in p for p in problems)
     # one error, its message lists each problem, never the secret
     assert str(err).startswith(f"{tmp_path / 'cfg.json'}: invalid inference config:\n  - ")
     assert all(f"  - {p}" in str(err) for p in problems)
@@ -164,7 +163,6 @@ def test_entry_script_without_run_is_reported_with_other_problems(tmp_path):
     problems = _problems(_write_json(tmp_path / "cfg.json", data))
     expected = [
         "entryScript: 'score.py' defines no run() function",
-        "condaFile: 'scikit-learn=1.2' is a conda-only package",
         "baseImageRegistry.password: secrets are not kept",
         "extraDockerfileSteps: not supported",
         "enableGpu: not supported: GPU images are not built",
@@ -198,7 +196,8 @@ def test_entry_script_signatures(tmp_path):
     (tmp_path / "score.py").write_text("def init(x):\n    pass\n\ndef run(a, b):\n    pass\n")
     problems = _problems(_write_json(tmp_path / "cfg.json", {"entryScript": "score.py"}))
     assert problems == ("entryScript: init() in 'score.py' must take no required arguments",
-                        "entryScript: run() in 'score.py' must take exactly one argument (the request data)")
+                        "entryScript: run() in 'score.py' must take the request data as its one argument (and "
+                        "optionally request_headers), unless inference_schema's @input_schema names them")
     (tmp_path / "score.py").write_text("x = 1\n")
     problems = _problems(tmp_path / "cfg.json")
     assert problems == ("entryScript: 'score.py' defines no init() function",
@@ -220,23 +219,43 @@ def test_entry_script_syntax_error_reports_the_line(tmp_path):
 # --- requirement lines -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("line", ["-e .", "--index-url x", "--index-url https://example.invalid/simple",
-                                  "-r other.txt", "./local/pkg", "/abs/pkg.whl", "file:pkg",
+@pytest.mark.parametrize("line", ["-e .", "-r other.txt", "./local/pkg", "/abs/pkg.whl", "file:pkg",
                                   "https://example.invalid/pkg.whl"])
 def test_requirement_lines_refuse_options_and_local_paths(line):
-    reqs, problems = requirement_lines(f"numpy\n{line}\nonnxruntime\n", "requirementsFile")
-    assert reqs == ["numpy", "onnxruntime"]
+    reqs, problems = parse_requirements(f"numpy\n{line}\nonnxruntime\n", "requirementsFile")
+    assert reqs.requirements == ("numpy", "onnxruntime")
     assert problems == [f"requirementsFile: line 2 '{line}': options and local paths are not supported "
                         "(dependencies are resolved from the package index for the image's platform)"]
+
+
+@pytest.mark.parametrize("line", ["--index-url x", "--find-links ./wheels", "-f file:///w"])
+def test_index_options_need_a_url(line):
+    _, problems = parse_requirements(f"numpy\n{line}\n", "requirementsFile")
+    assert problems == [f"requirementsFile: line 2 '{line}': local paths are not supported (dependencies are "
+                        "resolved from an index for the image's platform)"]
+
+
+def test_index_lines_the_sdk_writes_are_understood():
+    # CondaDependencies.save() and pip freeze write such lines; the public index is the configured one
+    text = ("--index-url https://pypi.org/simple\n--extra-index-url https://pypi.python.org/simple\n"
+            "--extra-index-url https://${FEED_USER}:${FEED_TOKEN}@pkgs.example.invalid/simple\n"
+            "--find-links=https://download.example.invalid/whl/cpu\n--trusted-host pkgs.example.invalid\n"
+            "--pre\nnumpy\n")
+    reqs, problems = parse_requirements(text, "condaFile: pip")
+    assert problems == []
+    assert reqs.requirements == ("numpy",)
+    assert reqs.index_urls == ("https://${FEED_USER}:${FEED_TOKEN}@pkgs.example.invalid/simple",)
+    assert reqs.find_links == ("https://download.example.invalid/whl/cpu",)
 
 
 def test_requirement_lines_keep_ordinary_requirements():
     text = ("# comment\n\nnumpy==1.26.4  # pinned\nonnxruntime>=1.17; python_version >= '3.9'\n"
             "pkg @ https://example.invalid/pkg-1.0-py3-none-any.whl\n")
-    reqs, problems = requirement_lines(text, "pipRequirements")
+    reqs, problems = parse_requirements(text, "pipRequirements")
     assert problems == []
-    assert reqs == ["numpy==1.26.4", "onnxruntime>=1.17; python_version >= '3.9'",
-                    "pkg @ https://example.invalid/pkg-1.0-py3-none-any.whl"]
+    assert reqs.requirements == ("numpy==1.26.4", "onnxruntime>=1.17; python_version >= '3.9'",
+                                 "pkg @ https://example.invalid/pkg-1.0-py3-none-any.whl")
+    assert reqs.names() == ("numpy", "onnxruntime", "pkg")
 
 
 def test_requirements_file_problems_name_the_line(tmp_path):
@@ -246,7 +265,7 @@ def test_requirements_file_problems_name_the_line(tmp_path):
     problems = _problems(_write_json(tmp_path / "cfg.json", data))
     assert len(problems) == 2
     assert problems[0].startswith("requirementsFile: line 2 '-e .': options and local paths are not supported")
-    assert problems[1].startswith("requirementsFile: line 3 '--index-url x': options and local paths")
+    assert problems[1].startswith("requirementsFile: line 3 '--index-url x': local paths are not supported")
 
 
 def test_conda_pip_section_refuses_options(tmp_path):
@@ -254,7 +273,7 @@ def test_conda_pip_section_refuses_options(tmp_path):
     (tmp_path / "env.yml").write_text("dependencies:\n  - pip:\n    - numpy\n    - --extra-index-url y\n")
     problems = _problems(_write_json(tmp_path / "cfg.json", {"entryScript": "score.py", "condaFile": "env.yml"}))
     assert len(problems) == 1
-    assert problems[0].startswith("condaFile: pip: line 2 '--extra-index-url y': options and local paths")
+    assert problems[0].startswith("condaFile: pip: line 2 '--extra-index-url y': local paths are not supported")
 
 
 def test_pip_requirements_must_be_a_list_of_strings(tmp_path):
@@ -264,8 +283,8 @@ def test_pip_requirements_must_be_a_list_of_strings(tmp_path):
 
 
 def test_a_direct_reference_to_a_local_file_is_refused():
-    reqs, problems = requirement_lines("pkg @ file:///tmp/pkg-1.0-py3-none-any.whl\n", "pipRequirements")
-    assert reqs == []
+    reqs, problems = parse_requirements("pkg @ file:///tmp/pkg-1.0-py3-none-any.whl\n", "pipRequirements")
+    assert reqs.requirements == ()
     assert len(problems) == 1 and "local paths are not supported" in problems[0]
 
 
