@@ -81,21 +81,42 @@ def _name(value: Any) -> str:
             type(None): "null"}.get(type(value), type(value).__name__)
 
 
-def openapi(input_sample: Any, output_sample: Any, *, title: str, version: str, path: str = "/score") -> dict[str, Any]:
-    """An OpenAPI 3 document for the scoring endpoint, with the samples as examples."""
-    request = {"schema": infer_schema(input_sample), "example": input_sample}
-    responses: dict[str, Any] = {
-        "200": {"description": "Scores", "content": {"application/json": (
-            {"schema": infer_schema(output_sample), "example": output_sample} if output_sample is not None else {})}},
-        "400": {"description": "The request is not valid JSON or does not match the schema"},
-        "401": {"description": "Missing or wrong key"},
-        "413": {"description": "The request body is too large"},
-        "500": {"description": "The entry script failed; the body carries an error id"},
-    }
-    return {
-        "openapi": "3.0.3",
-        "info": {"title": title, "version": version},
-        "paths": {path: {"post": {"requestBody": {"required": True, "content": {"application/json": request}},
-                                  "responses": responses}}},
-        "components": {"securitySchemes": {"key": {"type": "http", "scheme": "bearer"}}},
-    }
+SWAGGER_VERSIONS = {"2": "2", "2.0": "2", "3": "3", "3.0": "3", "3.1": "3.1"}
+_ANY = {"type": "object", "example": {}}
+
+
+def document(version: str, *, title: str, service_version: str, path: str, input_schema: dict[str, Any] | None,
+             output_schema: dict[str, Any] | None) -> dict[str, Any]:
+    """The scoring endpoint described as Azure ML's server does: Swagger 2.0 (``version`` "2") or OpenAPI 3.0/3.1,
+    with the request and answer schemas as ``ServiceInput`` and ``ServiceOutput``."""
+    schemas = {"ServiceInput": input_schema or _ANY, "ServiceOutput": output_schema or _ANY,
+               "ErrorResponse": {"type": "object", "properties": {"error": {"type": "string"}}}}
+    errors = {"400": "The request is not valid JSON or does not match the schema", "401": "Missing or wrong key",
+              "413": "The request body is too large", "500": "The entry script failed; the body carries an error id"}
+    info = {"title": title, "description": f"API specification for {title}", "version": service_version}
+    if version == "2":
+        ref = "#/definitions/"
+        responses: dict[str, Any] = {"200": {"description": "Success", "schema": {"$ref": ref + "ServiceOutput"}}}
+        responses.update({code: {"description": text, "schema": {"$ref": ref + "ErrorResponse"}}
+                          for code, text in errors.items()})
+        return {"swagger": "2.0", "info": info, "schemes": ["http", "https"], "consumes": ["application/json"],
+                "produces": ["application/json"],
+                "securityDefinitions": {"Bearer": {"type": "apiKey", "name": "Authorization", "in": "header"}},
+                "paths": {path: {"post": {"operationId": "RunMLService", "parameters": [
+                    {"name": "serviceInputPayload", "in": "body", "schema": {"$ref": ref + "ServiceInput"}}],
+                    "responses": responses}}},
+                "definitions": schemas}
+    ref = "#/components/schemas/"
+    json_of = lambda name: {"application/json": {"schema": {"$ref": ref + name}}}  # noqa: E731
+    responses = {"200": {"description": "Success", "content": json_of("ServiceOutput")}}
+    responses.update({code: {"description": text, "content": json_of("ErrorResponse")} for code, text in errors.items()})
+    return {"openapi": "3.1.0" if version == "3.1" else "3.0.3", "info": info,
+            "paths": {path: {"post": {"operationId": "RunMLService",
+                                      "requestBody": {"required": True, "content": json_of("ServiceInput")},
+                                      "responses": responses}}},
+            "components": {"schemas": schemas, "securitySchemes": {"Bearer": {"type": "http", "scheme": "bearer"}}}}
+
+
+def from_samples(sample: Any) -> dict[str, Any] | None:
+    """The schema of a sample with the sample as its example (None without a sample)."""
+    return None if sample is None else {**infer_schema(sample), "example": sample}

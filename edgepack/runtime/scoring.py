@@ -1,13 +1,16 @@
-"""Scoring: import the entry script, call ``init()`` once and ``run(data)`` per request, shape the response.
+"""Scoring: import the entry script, call ``init()`` once and ``run()`` per request, shape the response.
 
-``run`` receives a ``str`` for JSON requests and ``bytes`` for binary ones (Azure ML's raw-data mode). Every
-outcome is a ScoreResult (status, JSON body), so the web server and the function adapters answer alike.
+A plain ``run`` receives a ``str`` for JSON and text requests and ``bytes`` for binary ones (edgepack's raw-data
+mode); ``edgepack.runtime.calling`` covers the other ways Azure ML calls it (request headers, inference_schema
+parameters, ``@rawhttp``, ``async``). Answers are encoded as Azure ML's server encodes them: the value as JSON
+(a returned ``str`` too, so ``return json.dumps(x)`` answers a JSON string, as in Azure), ``None`` as ``{}``,
+bytes as they are, and a werkzeug/``AMLResponse`` response with its own status and headers. Every outcome is a
+ScoreResult, so the web server and the function adapters answer alike.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import json
 import logging
 import os
@@ -19,7 +22,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgepack.runtime import parsed, schema
+from edgepack.runtime import compat, parsed, schema
+from edgepack.runtime.calling import RAW, SCHEMA, BadCall, CallInfo, RunCaller, query_object
 from edgepack.runtime.parsed import ParsedText, real_loads
 from edgepack.runtime.settings import RuntimeConfig, RuntimeSetupError
 
@@ -28,6 +32,10 @@ log = logging.getLogger("edgepack.runtime")
 # curl's default form type and requests without a Content-Type, as Azure ML's server treats them.
 BINARY_PREFIXES = ("application/octet-stream", "application/x-npy", "image/", "audio/", "video/",
                    "application/x-protobuf", "application/pdf")
+# Text bodies that are not JSON reach run() as text, as in Azure ML (CSV, plain text).
+TEXT_PREFIXES = ("text/",)
+# Response headers that the HTTP layer writes itself.
+_OWN_HEADERS = {"content-type", "content-length", "connection", "transfer-encoding"}
 
 
 @dataclass(frozen=True)
@@ -71,17 +79,27 @@ def _import_entry(config: RuntimeConfig) -> Any:
     if spec is None or spec.loader is None:
         raise RuntimeSetupError(f"loading entry script '{config.entry_script}': not a Python file")
     module = importlib.util.module_from_spec(spec)
+    schemas = getattr(sys.modules.get("inference_schema.schema_util"), "__functions_schema__", {})
+    for stale in [key for key in schemas if key.startswith(f"{name}.")]:
+        del schemas[stale]  # inference_schema keys schemas by module name: forget another script's of that name
     sys.modules[name] = module
     spec.loader.exec_module(module)
     for fn in ("init", "run"):
         if not callable(getattr(module, fn, None)):
             raise RuntimeSetupError(f"loading entry script '{config.entry_script}': no {fn}() function")
-    try:
-        inspect.signature(module.run).bind(None)
-    except TypeError as exc:
-        raise RuntimeSetupError(f"loading entry script '{config.entry_script}': run() cannot take the request "
-                                f"data as its one argument: {exc}") from exc
     return module
+
+
+def _response(output: Any) -> ScoreResult | None:
+    """A werkzeug response (AMLResponse) as a ScoreResult; None for any other value."""
+    if not (hasattr(output, "status_code") and hasattr(output, "get_data") and hasattr(output, "headers")):
+        return None
+    headers: dict[str, str] = {}
+    for name, value in output.headers.items():
+        if name.lower() not in _OWN_HEADERS:
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return ScoreResult(int(output.status_code), output.get_data(),
+                       output.headers.get("Content-Type") or "text/html; charset=utf-8", headers)
 
 
 class Runtime:
@@ -97,10 +115,19 @@ class Runtime:
         self._fits = schema.compile_check(self._schema) if self._schema is not None else None
         # An exponential moving average of score() time in seconds; infinite until a few requests were timed.
         self._cost, self._timed, self._warmup = float("inf"), 0, 0.0
+        self.caller: RunCaller | None = None
 
     def typical_cost(self) -> float:
-        """Recent typical time of one score() call in seconds (infinite before there is enough to tell)."""
-        return self._cost
+        """Recent typical time of one score() call in seconds (infinite before there is enough to tell).
+
+        Scripts whose run() is a coroutine are never cheap enough to score on the event loop.
+        """
+        return self._cost if self.caller is None or not self.caller.is_async else float("inf")
+
+    @property
+    def mode(self) -> str:
+        """How run() is called (``text``, ``schema`` or ``raw``; see edgepack.runtime.calling)."""
+        return self.caller.mode if self.caller else "text"
 
     def _note_cost(self, seconds: float) -> None:
         self._timed += 1
@@ -119,66 +146,109 @@ class Runtime:
         """
         os.environ["AZUREML_MODEL_DIR"] = self.config.model_dir
         os.environ["EDGEPACK_MODEL_DIR"] = self.config.model_dir
+        if self.config.app_root:
+            os.environ.setdefault("AML_APP_ROOT", self.config.app_root)
+        if compat.PATH not in sys.path:
+            sys.path.append(compat.PATH)  # after the image's packages: a real Azure ML package would win
         parsed.install()
+        aml_request = sys.modules.get("azureml.contrib.services.aml_request")
+        if aml_request is not None:
+            aml_request._rawHttpRequested = False  # @rawhttp marks the process; this script decides anew
         try:
             self._module = _import_entry(self.config)
+            self.caller = RunCaller(self._module.run)
             self._module.init()
             run_batch = getattr(self._module, "run_batch", None)
             self.run_batch = run_batch if callable(run_batch) else None
-        except RuntimeSetupError:
-            raise
+        except RuntimeSetupError as exc:
+            raise RuntimeSetupError(f"loading entry script '{self.config.entry_script}': {exc}") from exc
         except Exception as exc:
             raise RuntimeSetupError(f"initializing entry script '{self.config.entry_script}': "
                                     f"{type(exc).__name__}: {exc}") from exc
         self.ready.set()
 
-    def openapi(self) -> dict[str, Any] | None:
-        """The OpenAPI document, when the config has an input sample."""
-        if self.config.input_sample is None:
-            return None
-        model = self.config.model or {}
-        return schema.openapi(self.config.input_sample, self.config.output_sample,
-                              title=f"{model.get('name', 'model')} scoring", version=str(model.get("version", "1")),
-                              path="/api/score" if self.config.target.startswith("functions") else "/score")
+    def openapi(self, version: str = "2") -> dict[str, Any]:
+        """The scoring endpoint's Swagger 2.0 or OpenAPI 3 document (``version`` as ``/swagger.json?version=``).
 
-    def score(self, body: bytes, content_type: str | None) -> ScoreResult:
-        """Score one request body; never raises (failures become 4xx/5xx results)."""
+        The schemas come from the run() decorators (inference_schema), else from the config's samples, else any
+        JSON object, as Azure ML's server describes an undecorated script.
+
+        Raises:
+            ValueError: an unknown version, or one the decorators do not support.
+        """
+        wanted = schema.SWAGGER_VERSIONS.get(version)
+        if wanted is None:
+            raise ValueError(f"Swagger version [{version}] is not valid. Supported versions: [2, 3, 3.1].")
+        model = self.config.model or {}
+        inputs, outputs = schema.from_samples(self.config.input_sample), schema.from_samples(self.config.output_sample)
+        if self.mode == SCHEMA:
+            from inference_schema.schema_util import get_input_schema, get_output_schema, get_supported_versions
+
+            run = self._module.run
+            supported = {schema.SWAGGER_VERSIONS.get(v, v) for v in get_supported_versions(run)}
+            if wanted not in supported:
+                raise ValueError(f"Swagger version [{version}] is not supported for the scoring script. "
+                                 f"Supported versions: {sorted(supported)}.")
+            inputs, outputs = get_input_schema(run) or inputs, get_output_schema(run) or outputs
+        return schema.document(wanted, title=f"{model.get('name', 'model')} scoring",
+                               service_version=str(model.get("version", "1")), input_schema=inputs,
+                               output_schema=outputs,
+                               path="/api/score" if self.config.target.startswith("functions") else "/score")
+
+    def score(self, body: bytes, content_type: str | None, call: CallInfo | None = None) -> ScoreResult:
+        """Score one request body (``call``: its method, target and headers); never raises (failures become
+        4xx/5xx results)."""
         if not self.ready.is_set():
             return error_result(503, "the model is not loaded yet")
         if len(body) > self.config.max_request_bytes:
             return error_result(413, f"request body of {len(body)} bytes exceeds the limit of "
                                      f"{self.config.max_request_bytes} bytes")
+        data: Any = body
+        value: Any = None
         mime = (content_type or "").split(";")[0].strip().lower()
-        if not mime.startswith(BINARY_PREFIXES):
+        if self.caller is not None and self.caller.mode == RAW:
+            pass  # run() reads the request itself
+        elif call is not None and call.method == "GET":
+            value = query_object(call.query)
+            data = json.dumps(value)
+        elif not mime.startswith(BINARY_PREFIXES):
             try:
                 text = body.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return error_result(400, f"request body is not valid UTF-8 text: {exc}")
+            try:
                 value = real_loads(text)
-            except (UnicodeDecodeError, ValueError) as exc:
-                return error_result(400, f"request body is not valid JSON: {exc}")
-            if self._fits is not None and not self._fits(value):
+            except ValueError as exc:
+                if not mime.startswith(TEXT_PREFIXES) or self._fits is not None or self.mode == SCHEMA:
+                    return error_result(400, f"request body is not valid JSON: {exc}")
+                value, data = None, text
+            else:
+                data = ParsedText(text, value)
+            if value is not None and self._fits is not None and not self._fits(value):
                 problem = schema.validate(value, self._schema)
                 return error_result(400, f"request does not match the input schema: {problem}")
-            data: Any = ParsedText(text, value)
-        else:
-            data = body
         started = time.perf_counter()
-        result = self._call(data)
+        result = self._call(data, value, body, call)
         self._note_cost(time.perf_counter() - started)
         return result
 
-    def _call(self, data: Any) -> ScoreResult:
+    def _call(self, data: Any, value: Any, body: bytes, call: CallInfo | None) -> ScoreResult:
         try:
-            output = self._module.run(data)
+            if self.caller is None or self.caller.plain:
+                output = self._module.run(data)
+            else:
+                output = self.caller.call(data, value, body, call)
+        except BadCall as exc:
+            return error_result(exc.status, str(exc))
         except Exception:
             return internal_error("the entry script's run() failed", "run() failed", traceback.format_exc())
         if isinstance(output, (bytes, bytearray)):
             return ScoreResult(200, bytes(output), "application/octet-stream")
-        if isinstance(output, str):
-            try:
-                real_loads(output)
-                return ScoreResult(200, output.encode())
-            except ValueError:
-                pass
+        if output is None:
+            return ScoreResult(200, b"{}")
+        response = _response(output)
+        if response is not None:
+            return response
         try:
             return ScoreResult(200, _ENCODER.encode(output).encode())
         except (TypeError, ValueError) as exc:

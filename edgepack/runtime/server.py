@@ -1,7 +1,8 @@
 """The scoring web server: routes, keys, admission and where each request is scored.
 
 Routes: ``POST /score``, ``GET /`` (liveness), ``GET /health`` (readiness: 200 once init() returned),
-``GET /swagger.json``. Errors are JSON ``{"error": ...}`` with 400/401/404/405/411/413/500/503 statuses.
+``GET /swagger.json`` (``?version=2`` by default, ``3`` or ``3.1``). ``GET /score`` calls run() too, with the
+query string (as Azure ML's server does); ``OPTIONS /score`` reaches a ``@rawhttp`` run(). Errors are JSON ``{"error": ...}`` with 400/401/404/405/411/413/500/503 statuses.
 
 A request is scored on the event loop itself while the entry script's run() typically takes under
 ``inline_budget`` (a hop to a worker thread and back costs more than such a model), else in the worker pool.
@@ -13,17 +14,19 @@ its own connection (see ``edgepack.runtime.http``).
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import parse_qsl
 from concurrent.futures import ThreadPoolExecutor
 from typing import Awaitable
 
 from edgepack.runtime.accesslog import AccessLog
 from edgepack.runtime.batching import Batcher
+from edgepack.runtime.calling import RAW, CallInfo
 from edgepack.runtime.http import Listener, Request, json_result, listen
 from edgepack.runtime.keys import KeyRing
 from edgepack.runtime.scoring import Runtime, ScoreResult, error_result
 
 WEB_KEYS = ("primary", "secondary")
-ROUTES = {"/": "GET", "/health": "GET", "/swagger.json": "GET", "/score": "POST"}
+ROUTES = {"/": ("GET",), "/health": ("GET",), "/swagger.json": ("GET",), "/score": ("POST", "GET", "OPTIONS")}
 
 __all__ = ["ScoringServer", "serve"]
 
@@ -58,12 +61,12 @@ class ScoringServer:
     def admit(self, request: Request) -> ScoreResult | None:
         """Answer what needs no body (every route but scoring, and scoring's refusals); None to read it."""
         path = request.path.rstrip("/") or "/"
-        method = ROUTES.get(path)
-        if method is None:
+        methods = ROUTES.get(path)
+        if methods is None:
             return error_result(404, f"no route for '{request.path}'")
-        if request.method != method and not (request.method == "HEAD" and method == "GET"):
+        if request.method not in methods and not (request.method == "HEAD" and "GET" in methods):
             result = error_result(405, f"method {request.method} is not allowed on '{path}'")
-            result.headers["Allow"] = method
+            result.headers["Allow"] = ", ".join(methods)
             return result
         if path == "/":
             return json_result(200, {"status": "alive"})
@@ -72,8 +75,13 @@ class ScoringServer:
             return json_result(200 if ready else 503, {"status": "ready" if ready else "loading",
                                                        "model": self.runtime.config.model, "worker": self.worker})
         if path == "/swagger.json":
-            doc = self.runtime.openapi()
-            return json_result(200, doc) if doc else error_result(404, "no input sample was given, so no schema")
+            version = next((v for k, v in parse_qsl(request.query) if k == "version"), "2")
+            try:
+                return json_result(200, self.runtime.openapi(version))
+            except ValueError as exc:
+                return error_result(404, str(exc))
+        if request.method == "OPTIONS" and self.runtime.mode != RAW:
+            return ScoreResult(200, b"", "text/html; charset=utf-8", {"Allow": "GET, POST, OPTIONS"})
         if not self._authorized(request):
             result = error_result(401, "missing or wrong key: send 'Authorization: Bearer <key>'")
             result.headers["WWW-Authenticate"] = "Bearer"
@@ -93,11 +101,14 @@ class ScoringServer:
         if self.batcher.accepts(content_type, request.body):
             queued = self.batcher.submit(request.body, request.headers.get("accept"))
             return queued if isinstance(queued, ScoreResult) else self._counted(queued)
+        caller = self.runtime.caller
+        plain = request.method == "POST" and (caller is None or caller.plain)
+        call = None if plain else CallInfo(request.method, request.target, request.headers)
         if self.runtime.typical_cost() < self.inline_budget:
             # A model this fast costs less than the hop to a worker thread and back: score on the loop.
-            return self.runtime.score(request.body, content_type)
+            return self.runtime.score(request.body, content_type, call)
         loop = asyncio.get_running_loop()
-        return self._counted(loop.run_in_executor(self.pool, self.runtime.score, request.body, content_type))
+        return self._counted(loop.run_in_executor(self.pool, self.runtime.score, request.body, content_type, call))
 
     def _counted(self, work: Awaitable[ScoreResult]) -> asyncio.Future:
         self.pending += 1

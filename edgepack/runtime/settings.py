@@ -29,6 +29,8 @@ class RuntimeConfig:
     auth_level: str = "anonymous"
     # Micro-batching of binary tensor requests: {"max_batch_size": int, "max_wait_ms": float}.
     batching: dict[str, Any] | None = None
+    # Azure ML's AML_APP_ROOT: the folder holding azureml-models/ (where Model.get_model_path looks).
+    app_root: str = ""
 
     @classmethod
     def from_file(cls, path: str | None = None) -> "RuntimeConfig":

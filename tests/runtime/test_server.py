@@ -101,12 +101,24 @@ def test_scores_like_onnxruntime_and_rejects_bad_requests(tmp_path, keys_file):
             assert "missing required field 'data'" in missing.json()["error"]
             big = client.post("/score", content=b"x" * 5000, headers=auth)
             assert big.status_code == 413 and "5000 bytes" in big.json()["error"]
-            assert client.get("/score").status_code == 405
-            assert client.get("/score").headers["allow"] == "POST"
+            # GET /score calls run() with the query string as a JSON object, as Azure ML's server does
+            assert client.get("/score").status_code == 401
+            got = client.get("/score", params={"data": json.dumps(data)}, headers=auth)
+            assert got.status_code == 200 and got.json() == resp.json()
+            assert client.put("/score", headers=auth).status_code == 405
+            assert client.put("/score").headers["allow"] == "POST, GET, OPTIONS"
+            assert client.options("/score", headers=auth).status_code == 200
             assert client.get("/nope").status_code == 404
-            swagger = client.get("/swagger.json").json()
-            assert swagger["openapi"].startswith("3.")
-            assert swagger["paths"]["/score"]["post"]["requestBody"]["content"]["application/json"]["example"] == sample
+            swagger = client.get("/swagger.json").json()  # Swagger 2.0 by default, as Azure ML serves it
+            assert swagger["swagger"] == "2.0"
+            assert swagger["definitions"]["ServiceInput"]["example"] == sample
+            assert swagger["paths"]["/score"]["post"]["parameters"][0]["schema"] == {
+                "$ref": "#/definitions/ServiceInput"}
+            v3 = client.get("/swagger.json", params={"version": "3"}).json()
+            assert v3["openapi"] == "3.0.3" and v3["components"]["schemas"]["ServiceOutput"]["example"] == {
+                "result": [[0.0]]}
+            assert client.get("/swagger.json", params={"version": "3.1"}).json()["openapi"] == "3.1.0"
+            assert client.get("/swagger.json", params={"version": "4"}).status_code == 404
     finally:
         _stop(handle)
 
@@ -141,7 +153,9 @@ def test_liveness_before_readiness_and_raw_bodies(tmp_path, monkeypatch):
             assert client.post("/score", json={"data": [[1, 2, 3, 4]]}).status_code == 503
             _wait_ready(client)
             assert client.get("/health").json()["model"]["name"] == "m"
-            assert client.get("/swagger.json").status_code == 404
+            # without samples or decorators the request is any JSON object, as Azure ML describes it
+            assert client.get("/swagger.json").json()["definitions"]["ServiceInput"] == {"type": "object",
+                                                                                     "example": {}}
     finally:
         _stop(handle)
 

@@ -1,0 +1,1 @@
+"""``azureml.contrib.services``: raw HTTP access for scoring scripts (``aml_request``, ``aml_response``)."""
