@@ -23,7 +23,7 @@ from edgepack.deploy.kubernetes import KubernetesOptions, render_manifests
 from edgepack.errors import ConfigError, DeployError, EdgepackError
 from edgepack.home import Home
 from edgepack.models.artifact import ModelArtifact
-from edgepack.models.store import LocalModelStore, parse_model_ref
+from edgepack.models.store import LocalModelStore, describe_path, parse_model_ref
 from edgepack.oci.layout import read_layout, write_layout
 from edgepack.oci.plan import ImagePlan
 from edgepack.oci.ref import ImageRef
@@ -140,9 +140,30 @@ def delete_model(home: Home, ref: str) -> None:
     _store(home).delete(name, version)
 
 
-def plan(home: Home, *, model_ref: str, config_path: Path, target: Target, base_image: str | None = None) -> ImagePlan:
+def _models(home: Home, model_refs: str | tuple[str, ...], config: Any) -> tuple[ModelArtifact, ...]:
+    """The models to package: those named, else those a v2 deployment names (registered, or read from its
+    ``model.path``), else none.
+
+    Raises:
+        ModelNotFound: a named model is not registered.
+    """
+    refs = (model_refs,) if isinstance(model_refs, str) else tuple(model_refs)
+    if refs:
+        return tuple(get_model(home, ref) for ref in refs)
+    out = []
+    for source in config.models:
+        if source.path is not None:
+            out.append(describe_path(source.name, source.path, source.version))
+        else:
+            out.append(_store(home).get(source.name, source.version))
+    return tuple(out)
+
+
+def plan(home: Home, *, model_ref: str | tuple[str, ...] = (), config_path: Path, target: Target,
+         base_image: str | None = None) -> ImagePlan:
     """Plan an image without building it (a dry run)."""
-    return plan_image(get_model(home, model_ref), load_config(config_path), target, base_image=base_image)
+    config = load_config(config_path)
+    return plan_image(_models(home, model_ref, config), config, target, base_image=base_image)
 
 
 def _base_registry_credentials(config: Any, env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
@@ -161,7 +182,7 @@ def _base_registry_credentials(config: Any, env: Mapping[str, str]) -> dict[str,
     return {address: (settings.username, env.get(settings.password_env or "", ""))}
 
 
-def package(home: Home, *, model_ref: str, config_path: Path, target: Target, base_image: str | None = None,
+def package(home: Home, *, model_ref: str | tuple[str, ...] = (), config_path: Path, target: Target, base_image: str | None = None,
             output: Path | None = None, tag: str | None = None, push_image_to_registry: bool = False,
             dockerfile_context: Path | None = None, registry: RegistryOptions | None = None,
             options: builder.BuildOptions | None = None, progress: Progress | None = None,
@@ -178,7 +199,9 @@ def package(home: Home, *, model_ref: str, config_path: Path, target: Target, ba
     if push_image_to_registry and tag_ref is None:
         raise EdgepackError("packaging with --push: no destination", hint="Pass --tag REGISTRY/REPO:TAG.")
     config = load_config(config_path)
-    image_plan = plan_image(get_model(home, model_ref), config, target, base_image=base_image)
+    for note in config.notes:
+        log.warning("note: %s", note)
+    image_plan = plan_image(_models(home, model_ref, config), config, target, base_image=base_image)
     registry = registry or RegistryOptions()
     base_creds = _base_registry_credentials(config, env or {})
     if base_creds:

@@ -92,8 +92,9 @@ _TARGET_FLAGS = ("target_name", "auth_level", "no_auth", "input_path", "output_p
 
 def _target_options(func):
     options = [
-        click.option("--model", "model_ref", required=True, metavar="NAME[:VERSION]",
-                     help="A registered model; the latest version when none is given."),
+        click.option("--model", "model_ref", multiple=True, metavar="NAME[:VERSION]",
+                     help="A registered model (the latest version when none is given); repeat it for several. "
+                          "Without it: the model a v2 deployment names, or none."),
         click.option("--inference-config", "config_path", required=True, type=click.Path(path_type=Path),
                      help="inferenceconfig.json (Azure ML keys) or a YAML equivalent."),
         click.option("--target", "target_name", required=True, type=click.Choice(TARGET_NAMES),
@@ -124,7 +125,7 @@ def _target(opts: dict[str, Any]):
 
 @cli.command("plan")
 @_target_options
-def plan_cmd(model_ref: str, config_path: Path, base_image: str | None, **opts: Any) -> None:
+def plan_cmd(model_ref: tuple[str, ...], config_path: Path, base_image: str | None, **opts: Any) -> None:
     """Print the ImagePlan as JSON without building anything (a dry run)."""
     target = _target(opts)
     image_plan = api.plan(home_from_env(), model_ref=model_ref, config_path=config_path, target=target,
@@ -143,14 +144,15 @@ def plan_cmd(model_ref: str, config_path: Path, base_image: str | None, **opts: 
 @click.option("--refresh-deps", is_flag=True, help="Resolve the requirements again instead of reusing the lock.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @registry_flags
-def package_cmd(model_ref: str, config_path: Path, base_image: str | None, tag: str | None, do_push: bool,
+def package_cmd(model_ref: tuple[str, ...], config_path: Path, base_image: str | None, tag: str | None, do_push: bool,
                 output: Path | None, dockerfile_context: Path | None, python_version: str | None,
                 refresh_deps: bool, as_json: bool, registry_username: str | None, ca_file: str | None,
                 insecure_http: bool, **opts: Any) -> None:
     """Build the image for a model and target; prints the pushed REF@DIGEST or the layout path and digest."""
     target = _target(opts)
     if output is None and not do_push and dockerfile_context is None:
-        output = Path("edgepack-out") / f"{model_ref.replace(':', '-')}-{target.name}"
+        stem = "+".join(ref.replace(":", "-") for ref in model_ref) or config_path.stem
+        output = Path("edgepack-out") / f"{stem}-{target.name}"
     options = BuildOptions(mtime=int(os.environ.get("SOURCE_DATE_EPOCH") or 0), python_version=python_version,
                            refresh_deps=refresh_deps)
     bar, update = push_progress()

@@ -72,9 +72,10 @@ def pip_materializer(platform: deps.PythonPlatform, cache: Cache, *, refresh: bo
     """Turn pip layers into (content key, spec factory): resolved and installed once per resolved set."""
 
     def materialize(layer: PipLayer) -> tuple[str, Callable[[], LayerSpec]]:
-        resolved = deps.resolve(layer.requirements, platform, cache, refresh=refresh)
+        sources = deps.Sources(layer.index_urls, layer.find_links, conda_packages=layer.conda_packages)
+        resolved = deps.resolve(layer.requirements, platform, cache, refresh=refresh, sources=sources)
         log.info("dependencies: %s", ", ".join(resolved.pins))
-        site = deps.install(resolved, platform, cache)
+        site = deps.install(resolved, platform, cache, sources=sources)
         key = "pip-" + resolved.key(platform) + "-" + layer.dest.replace("/", "_")
         return key, lambda: LayerSpec(layer.name, entries_from_dir(site, layer.dest), comment=layer.comment)
 

@@ -57,6 +57,9 @@ class ModelArtifact:
     tags: dict[str, str] = field(default_factory=dict)
     description: str = ""
     created: str = ""
+    # The registered folder's name when a folder was registered ("" for a file): Azure ML keeps it, so the
+    # files are deployed under azureml-models/NAME/VERSION/<folder>/.
+    folder: str = ""
 
     @property
     def ref(self) -> str:
@@ -75,6 +78,7 @@ class ModelArtifact:
             "files": [{"path": f.path, "sha256": f.sha256, "size": f.size} for f in self.files],
             "inputs": [t.to_dict() for t in self.inputs], "outputs": [t.to_dict() for t in self.outputs],
             "tags": dict(self.tags), "description": self.description, "created": self.created,
+            "folder": self.folder,
         }
 
     @classmethod
@@ -86,4 +90,5 @@ class ModelArtifact:
             inputs=tuple(TensorSpec.from_dict(t) for t in data.get("inputs", ())),
             outputs=tuple(TensorSpec.from_dict(t) for t in data.get("outputs", ())),
             tags=dict(data.get("tags", {})), description=data.get("description", ""), created=data.get("created", ""),
+            folder=data.get("folder", ""),
         )

@@ -92,6 +92,22 @@ def _collect(path: Path) -> list[tuple[str, Path]]:
     return out
 
 
+def describe_path(name: str, path: Path, version: int | None = None) -> ModelArtifact:
+    """A model read in place from a file or folder, without registering it (a v2 deployment's ``model.path``).
+
+    Raises:
+        ModelError, InvalidModel: as ``register``.
+    """
+    _check_name(name)
+    if not path.exists():
+        raise ModelError(f"reading model '{name}': '{path}' does not exist", hint="Check the model's path.")
+    sources = _collect(path)
+    files = tuple(ModelFile(rel, file_sha256(src), src.stat().st_size) for rel, src in sources)
+    return ModelArtifact(name=name, version=version or 1, sha256=content_sha256(files), files=files,
+                         root=path if path.is_dir() else path.parent, format="files",
+                         folder=path.resolve().name if path.is_dir() else "", description=f"read from {path}")
+
+
 class LocalModelStore:
     """Models in a local directory (``$EDGEPACK_HOME/models`` by default): the embedded store, no server."""
 
@@ -154,7 +170,8 @@ class LocalModelStore:
                 name=name, version=version, sha256=content_sha256(files_t), files=files_t, root=final / FILES,
                 format="onnx" if len(onnx_files) == 1 else "files", inputs=inputs, outputs=outputs,
                 tags=dict(tags or {}), description=description,
-                created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+                created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                folder=path.resolve().name if path.is_dir() else "")
             (staging / METADATA).write_text(json.dumps(artifact.to_dict(), indent=2))
             os.rename(staging, final)
             return artifact

@@ -20,11 +20,16 @@ class PipLayer:
     requirements: tuple[str, ...]
     dest: str
     comment: str = ""
+    # Extra indexes and find-links URLs (``${VAR}`` parts are filled from the environment when resolving).
+    index_urls: tuple[str, ...] = ()
+    find_links: tuple[str, ...] = ()
+    # Requirement names that came from conda channels, for messages about packages the index lacks.
+    conda_packages: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form for plans."""
         return {"name": self.name, "kind": "pip", "requirements": list(self.requirements), "dest": self.dest,
-                "comment": self.comment}
+                "comment": self.comment, "index_urls": list(self.index_urls), "find_links": list(self.find_links)}
 
 
 @dataclass(frozen=True)

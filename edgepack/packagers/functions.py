@@ -57,7 +57,7 @@ def host_json() -> bytes:
     return (resources.files("triggers") / "templates" / "host.json").read_bytes()
 
 
-def plan(model: ModelArtifact, config: InferenceConfig, target: FunctionsTarget, *,
+def plan(models: tuple[ModelArtifact, ...], config: InferenceConfig, target: FunctionsTarget, *,
          base_image: str | None = None) -> ImagePlan:
     """Plan a Functions image whose one function scores what its trigger delivers."""
     app_source = render_function_app(target)
@@ -66,13 +66,13 @@ def plan(model: ModelArtifact, config: InferenceConfig, target: FunctionsTarget,
         FileEntry.from_bytes(f"{SCRIPT_ROOT}/host.json", host_json()),
     )
     auth_level = target.auth_level if isinstance(target, FunctionsHttpTarget) else "anonymous"
-    rc = layers.runtime_config(model, config, target=target.name, app_root=SCRIPT_ROOT, source_dest=SCRIPT_ROOT,
+    rc = layers.runtime_config(models, config, target=target.name, app_root=SCRIPT_ROOT, source_dest=SCRIPT_ROOT,
                                auth_enabled=auth_level != "anonymous", auth_level=auth_level)
     env = {
         "AzureWebJobsScriptRoot": SCRIPT_ROOT,
         "AzureFunctionsJobHost__Logging__Console__IsEnabled": "true",
         "FUNCTIONS_WORKER_RUNTIME": "python",
-        **layers.common_env(model, SCRIPT_ROOT, config),
+        **layers.common_env(rc, config),
     }
     return ImagePlan(
         target=target.name,
@@ -81,16 +81,17 @@ def plan(model: ModelArtifact, config: InferenceConfig, target: FunctionsTarget,
             PipLayer("python-dependencies",
                      layers.requirements(layers.RUNTIME_REQUIREMENTS, FUNCTION_REQUIREMENTS,
                                          TRIGGER_REQUIREMENTS[target.name], config.pip_requirements),
-                     layers.SITE_PACKAGES, comment="python dependencies"),
+                     layers.SITE_PACKAGES, comment="python dependencies", index_urls=config.index_urls,
+                     find_links=config.find_links, conda_packages=config.conda_packages),
             layers.runtime_layer(with_triggers=True, extra=app_files),
-            layers.source_layer(config, SCRIPT_ROOT, reserved=GENERATED),
-            layers.model_layer(model, app_root=SCRIPT_ROOT, runtime_config=rc),
+            layers.source_layer(config, SCRIPT_ROOT, settings=rc, reserved=GENERATED),
+            *layers.model_layers(models, app_root=SCRIPT_ROOT),
         ),
         env=env,
         entrypoint=None,
         cmd=None,
         workdir=SCRIPT_ROOT,
-        labels={**layers.model_labels(model, target.name),
+        labels={**layers.model_labels(models, target.name),
                 function_index.LABEL: json.dumps(function_index.index_function_app(app_source), sort_keys=True),
                 **layers.run_labels(port=LOCAL_PORT, auth=auth_level, ready_path="/", local_command=LOCAL_COMMAND,
                                     score_path=f"/api/{target.route}" if isinstance(target, FunctionsHttpTarget)

@@ -8,17 +8,18 @@ from __future__ import annotations
 import json
 from importlib import resources
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 import edgepack
 from edgepack.config.schema import InferenceConfig
 from edgepack.errors import PackagingError
 from edgepack.models.artifact import ModelArtifact
 from edgepack.oci.layer import FileEntry, LayerSpec
+from edgepack.runtime.settings import MODELS_FOLDER, ModelEntry, RuntimeConfig
 
 RUNTIME_LIB = "/opt/edgepack/lib"
 SITE_PACKAGES = "/opt/edgepack/site-packages"
 RUNTIME_CONFIG = "/opt/edgepack/runtime.json"
+MODEL_ENTRIES = f"/opt/edgepack/{MODELS_FOLDER}"
 RUNTIME_REQUIREMENTS = ("numpy", "onnxruntime")
 _SKIP_DIRS = {"__pycache__", ".git", ".venv", "venv", ".mypy_cache", ".pytest_cache", ".ipynb_checkpoints"}
 _SKIP_SUFFIXES = (".pyc", ".pyo")
@@ -46,8 +47,10 @@ def runtime_layer(*, with_triggers: bool, extra: tuple[FileEntry, ...] = ()) -> 
     return LayerSpec("edgepack-runtime", tuple(entries) + extra, comment="edgepack runtime and target adapter")
 
 
-def source_layer(config: InferenceConfig, dest: str, *, reserved: tuple[str, ...] = ()) -> LayerSpec:
-    """The user's source directory (or only the entry script when none is given), placed at ``dest``.
+def source_layer(config: InferenceConfig, dest: str, *, settings: RuntimeConfig,
+                 reserved: tuple[str, ...] = ()) -> LayerSpec:
+    """The user's source directory (or only the entry script when none is given), placed at ``dest``, with the
+    runtime settings that name it (``runtime.json``: they change when the source or the config does).
 
     Raises:
         PackagingError: a source file would replace a file the target generates (for example function_app.py).
@@ -67,6 +70,7 @@ def source_layer(config: InferenceConfig, dest: str, *, reserved: tuple[str, ...
                 f"packaging source directory '{root}': '{rel}' would replace the file this target generates",
                 hint=f"Rename or remove '{rel}' from the source directory.")
         entries.append(FileEntry.from_file(str(PurePosixPath(dest) / rel), path))
+    entries.append(FileEntry.from_bytes(RUNTIME_CONFIG, settings.to_json()))
     return LayerSpec("source", tuple(entries), comment=f"source directory {root.name}")
 
 
@@ -75,33 +79,44 @@ def model_dir(model: ModelArtifact, app_root: str) -> str:
     return f"{app_root}/azureml-models/{model.name}/{model.version}"
 
 
-def model_layer(model: ModelArtifact, *, app_root: str, runtime_config: dict[str, Any]) -> LayerSpec:
-    """The registered model's files plus the runtime config that names them: the layer a model update changes."""
-    dest = model_dir(model, app_root)
-    entries = [FileEntry.from_file(f"{dest}/{f.path}", model.root / f.path, sha256=f.sha256) for f in model.files]
-    config_bytes = (json.dumps(runtime_config, indent=2, sort_keys=True) + "\n").encode()
-    entries.append(FileEntry.from_bytes(RUNTIME_CONFIG, config_bytes))
-    return LayerSpec("model", tuple(entries), comment=f"model {model.ref} {model.sha256[:12]}")
+def model_entry(model: ModelArtifact, app_root: str) -> ModelEntry:
+    """The model as the runtime sees it."""
+    return ModelEntry(model.name, model.version, model.sha256, model_dir(model, app_root))
 
 
-def runtime_config(model: ModelArtifact, config: InferenceConfig, *, target: str, app_root: str,
-                   source_dest: str, auth_enabled: bool, auth_level: str = "anonymous") -> dict[str, Any]:
-    """The JSON the in-image runtime reads from ``EDGEPACK_RUNTIME_CONFIG``."""
+def model_layers(models: tuple[ModelArtifact, ...], *, app_root: str) -> tuple[LayerSpec, ...]:
+    """One layer per model: its files (under the registered folder's name, as Azure ML lays them out) and its
+    runtime entry. A new version of one model changes that layer only."""
+    out = []
+    for model in models:
+        dest = model_dir(model, app_root) + (f"/{model.folder}" if model.folder else "")
+        entries = [FileEntry.from_file(f"{dest}/{f.path}", model.root / f.path, sha256=f.sha256)
+                   for f in model.files]
+        entry = model_entry(model, app_root)
+        entries.append(FileEntry.from_bytes(f"{MODEL_ENTRIES}/{ModelEntry.file_name(model.name, model.version)}",
+                                            entry.to_json()))
+        out.append(LayerSpec("model" if len(models) == 1 else f"model-{model.name}", tuple(entries),
+                             comment=f"model {model.ref} {model.sha256[:12]}"))
+    return tuple(out)
+
+
+def runtime_config(models: tuple[ModelArtifact, ...], config: InferenceConfig, *, target: str, app_root: str,
+                   source_dest: str, auth_enabled: bool, auth_level: str = "anonymous") -> RuntimeConfig:
+    """The settings the in-image runtime reads from ``EDGEPACK_RUNTIME_CONFIG`` (and the model entries)."""
     src_root = config.source_directory or config.entry_script.parent
-    return {
-        "target": target,
-        "entry_script": str(PurePosixPath(source_dest) / config.entry_script.relative_to(src_root).as_posix()),
-        "source_dir": source_dest,
-        "model_dir": model_dir(model, app_root),
-        "model": {"name": model.name, "version": model.version, "sha256": model.sha256},
-        "input_sample": config.input_sample,
-        "output_sample": config.output_sample,
-        "max_request_bytes": config.max_request_bytes,
-        "batching": dict(config.batching) if config.batching is not None else None,
-        "auth_enabled": auth_enabled,
-        "route": "score",
-        "auth_level": auth_level,
-    }
+    return RuntimeConfig(
+        target=target,
+        entry_script=str(PurePosixPath(source_dest) / config.entry_script.relative_to(src_root).as_posix()),
+        source_dir=source_dest,
+        app_root=app_root,
+        input_sample=config.input_sample,
+        output_sample=config.output_sample,
+        max_request_bytes=config.max_request_bytes,
+        batching=dict(config.batching) if config.batching is not None else None,
+        auth_enabled=auth_enabled,
+        route="score",
+        auth_level=auth_level,
+    ).with_models(tuple(model_entry(m, app_root) for m in models))
 
 
 def run_labels(*, port: int, auth: str, score_path: str, ready_path: str,
@@ -114,27 +129,33 @@ def run_labels(*, port: int, auth: str, score_path: str, ready_path: str,
     return labels
 
 
-def model_labels(model: ModelArtifact, target: str) -> dict[str, str]:
-    """OCI labels that carry the model's identity in the image config."""
-    return {
-        "io.edgepack.model.name": model.name,
-        "io.edgepack.model.version": str(model.version),
-        "io.edgepack.model.sha256": model.sha256,
+def model_labels(models: tuple[ModelArtifact, ...], target: str) -> dict[str, str]:
+    """OCI labels that carry the models' identity in the image config (name, version and sha256 of a single
+    model; ``io.edgepack.models`` lists every one)."""
+    title = ", ".join(m.ref for m in models) or "no model"
+    labels = {
         "io.edgepack.target": target,
-        "org.opencontainers.image.title": f"{model.name} ({target})",
-        "org.opencontainers.image.version": str(model.version),
+        "io.edgepack.models": json.dumps([{"name": m.name, "version": m.version, "sha256": m.sha256}
+                                          for m in models], sort_keys=True),
+        "org.opencontainers.image.title": f"{title} ({target})",
     }
+    if len(models) == 1:
+        labels.update({"io.edgepack.model.name": models[0].name, "io.edgepack.model.version": str(models[0].version),
+                       "io.edgepack.model.sha256": models[0].sha256,
+                       "org.opencontainers.image.version": str(models[0].version)})
+    return labels
 
 
-def common_env(model: ModelArtifact, app_root: str, config: InferenceConfig) -> dict[str, str]:
-    """Environment shared by every target; user variables from the config come last and win."""
-    mdir = model_dir(model, app_root)
+def common_env(settings: RuntimeConfig, config: InferenceConfig) -> dict[str, str]:
+    """Environment shared by every target, as Azure ML sets it; user variables from the config come last and win."""
     return {
         "PYTHONPATH": f"{RUNTIME_LIB}:{SITE_PACKAGES}",
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONUNBUFFERED": "1",
         "EDGEPACK_RUNTIME_CONFIG": RUNTIME_CONFIG,
-        "AZUREML_MODEL_DIR": mdir,
-        "EDGEPACK_MODEL_DIR": mdir,
+        "AML_APP_ROOT": settings.app_root,
+        "AZUREML_ENTRY_SCRIPT": settings.entry_script,
+        "AZUREML_MODEL_DIR": settings.model_dir,
+        "EDGEPACK_MODEL_DIR": settings.model_dir,
         **dict(config.environment_variables),
     }

@@ -13,27 +13,28 @@ APP_ROOT = "/app"
 SOURCE_DEST = "/app/src"
 
 
-def plan(model: ModelArtifact, config: InferenceConfig, target: WebServiceTarget, *,
+def plan(models: tuple[ModelArtifact, ...], config: InferenceConfig, target: WebServiceTarget, *,
          base_image: str | None = None) -> ImagePlan:
-    """Plan a webservice image: deps, runtime, source, model; ``python3 -m edgepack.runtime`` as the command."""
-    rc = layers.runtime_config(model, config, target=target.name, app_root=APP_ROOT, source_dest=SOURCE_DEST,
+    """Plan a webservice image: deps, runtime, source, models; ``python3 -m edgepack.runtime`` as the command."""
+    rc = layers.runtime_config(models, config, target=target.name, app_root=APP_ROOT, source_dest=SOURCE_DEST,
                                auth_enabled=target.auth)
-    env = {**layers.common_env(model, APP_ROOT, config), "EDGEPACK_PORT": str(target.port)}
+    env = {**layers.common_env(rc, config), "EDGEPACK_PORT": str(target.port)}
     return ImagePlan(
         target=target.name,
         base_image=base_image or config.base_image or DEFAULT_BASE,
         layers=(
             PipLayer("python-dependencies", layers.requirements(layers.RUNTIME_REQUIREMENTS, config.pip_requirements),
-                     layers.SITE_PACKAGES, comment="python dependencies"),
+                     layers.SITE_PACKAGES, comment="python dependencies", index_urls=config.index_urls,
+                     find_links=config.find_links, conda_packages=config.conda_packages),
             layers.runtime_layer(with_triggers=False),
-            layers.source_layer(config, SOURCE_DEST),
-            layers.model_layer(model, app_root=APP_ROOT, runtime_config=rc),
+            layers.source_layer(config, SOURCE_DEST, settings=rc),
+            *layers.model_layers(models, app_root=APP_ROOT),
         ),
         env=env,
         entrypoint=("python3", "-m", "edgepack.runtime"),
         cmd=None,
         workdir=SOURCE_DEST,
-        labels={**layers.model_labels(model, target.name),
+        labels={**layers.model_labels(models, target.name),
                 **layers.run_labels(port=target.port, auth="key" if target.auth else "none", score_path="/score",
                                     ready_path="/health")},
         exposed_ports=(target.port,),

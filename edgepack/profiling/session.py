@@ -21,6 +21,7 @@ from edgepack.deploy.local import free_port
 from edgepack.errors import ProfileError
 from edgepack.models.artifact import ModelArtifact
 from edgepack.packagers.layers import runtime_config
+from edgepack.runtime.settings import MODELS_FOLDER, ModelEntry
 from edgepack.profiling.advice import Level, Recommendation, recommend
 from edgepack.profiling.load import build_request, run_load
 from edgepack.profiling.procs import cpu_seconds, rss_bytes
@@ -85,12 +86,27 @@ def read_samples(path: Path) -> list[Sample]:
     return samples
 
 
-def _runtime_config(model: ModelArtifact, config: InferenceConfig) -> dict[str, Any]:
-    """The image's runtime.json for the webservice target, pointing at the local source and model folders."""
+def _write_runtime_config(model: ModelArtifact, config: InferenceConfig, workdir: Path) -> Path:
+    """The webservice image's runtime settings and model entry, under ``workdir`` as the app root: the model is
+    linked into ``azureml-models/NAME/VERSION`` as in the image, the source is used where it is."""
     source = config.source_directory or config.entry_script.parent
-    return {**runtime_config(model, config, target="webservice", app_root="", source_dest=str(source),
-                             auth_enabled=False),
-            "model_dir": str(model.root)}
+    settings = runtime_config((model,), config, target="webservice", app_root=str(workdir),
+                              source_dest=str(source), auth_enabled=False)
+    target = Path(settings.model_dir)
+    target.mkdir(parents=True, exist_ok=True)
+    if model.folder:
+        (target / model.folder).symlink_to(model.root, target_is_directory=True)
+    else:
+        for f in model.files:
+            (target / f.path).parent.mkdir(parents=True, exist_ok=True)
+            (target / f.path).symlink_to(model.root / f.path)
+    entries = workdir / MODELS_FOLDER
+    entries.mkdir(exist_ok=True)
+    entry = settings.models[0]
+    (entries / ModelEntry.file_name(entry.name, entry.version)).write_bytes(entry.to_json())
+    path = workdir / "runtime.json"
+    path.write_bytes(settings.to_json())
+    return path
 
 
 class RuntimeProcess:
@@ -100,8 +116,7 @@ class RuntimeProcess:
                  extra_env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.log = workdir / "runtime.log"
-        runtime_json = workdir / "runtime.json"
-        runtime_json.write_text(json.dumps(_runtime_config(model, config)))
+        runtime_json = _write_runtime_config(model, config, workdir)
         package_root = str(Path(__file__).resolve().parents[2])
         env = {**os.environ, **config.environment_variables, "EDGEPACK_RUNTIME_CONFIG": str(runtime_json),
                "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),

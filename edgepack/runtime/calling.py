@@ -139,7 +139,11 @@ class RunCaller:
         if self.mode == RAW:
             from azureml.contrib.services.aml_request import AMLRequest
 
-            result = self.run(AMLRequest(_wsgi_environ(body, call)), **extra)
+            request = AMLRequest(_wsgi_environ(body, call))
+            try:
+                result = self.run(request, **extra)
+            finally:
+                request.close()  # uploaded files' spooled temporary files
         elif self.mode == SCHEMA:
             result = self.run(**self._arguments(value, call), **extra)
         elif extra:

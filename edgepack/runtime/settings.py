@@ -1,15 +1,41 @@
-"""RuntimeConfig: what the image's runtime.json says (entry script, model folder, samples, limits, auth)."""
+"""The handover between build and image: RuntimeConfig (runtime.json) and ModelEntry (one per deployed model).
+
+The packagers build these values and write them with ``to_json``; the image reads them with ``from_file``. The
+runtime settings live in ``runtime.json``; each model's entry lives in ``models/<name>-<version>.json`` beside
+it, in that model's own layer, so a new version of one model changes exactly one layer.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
+
+MODELS_FOLDER = "models"  # beside runtime.json: one ModelEntry per model
 
 
 class RuntimeSetupError(Exception):
     """The runtime cannot start: bad runtime config, missing keys, or an entry script that fails to load."""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A deployed model: where its files are (Azure ML's ``azureml-models/NAME/VERSION``) and what it is."""
+
+    name: str
+    version: int
+    sha256: str
+    dir: str
+
+    def to_json(self) -> bytes:
+        """The entry file's bytes."""
+        return (json.dumps(asdict(self), indent=2, sort_keys=True) + "\n").encode()
+
+    @classmethod
+    def file_name(cls, name: str, version: int) -> str:
+        """The entry's file name in the models folder."""
+        return f"{name}-{version}.json"
 
 
 @dataclass(frozen=True)
@@ -18,8 +44,10 @@ class RuntimeConfig:
 
     entry_script: str
     source_dir: str
-    model_dir: str
-    model: dict[str, Any]
+    # AZUREML_MODEL_DIR: the one model's folder, or the azureml-models folder holding several (or none).
+    model_dir: str = ""
+    # The model /health reports (the only one, or None with several).
+    model: dict[str, Any] | None = None
     target: str = "webservice"
     input_sample: Any = None
     output_sample: Any = None
@@ -31,10 +59,24 @@ class RuntimeConfig:
     batching: dict[str, Any] | None = None
     # Azure ML's AML_APP_ROOT: the folder holding azureml-models/ (where Model.get_model_path looks).
     app_root: str = ""
+    # Every deployed model (read from the models folder; not written into runtime.json).
+    models: tuple[ModelEntry, ...] = field(default=())
+
+    def to_json(self) -> bytes:
+        """runtime.json's bytes (the models are written as their own entries)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("models", "model", "model_dir")}
+        return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+
+    def with_models(self, models: tuple[ModelEntry, ...]) -> "RuntimeConfig":
+        """This config serving ``models``: AZUREML_MODEL_DIR is the one model's folder, else azureml-models."""
+        only = models[0] if len(models) == 1 else None
+        return replace(self, models=models,
+                       model_dir=only.dir if only else os.path.join(self.app_root, "azureml-models"),
+                       model={"name": only.name, "version": only.version, "sha256": only.sha256} if only else None)
 
     @classmethod
     def from_file(cls, path: str | None = None) -> "RuntimeConfig":
-        """Read ``path`` (default ``$EDGEPACK_RUNTIME_CONFIG``).
+        """Read ``path`` (default ``$EDGEPACK_RUNTIME_CONFIG``) and the model entries beside it.
 
         Raises:
             RuntimeSetupError: the file is missing, not JSON, or lacks a required field.
@@ -45,7 +87,15 @@ class RuntimeConfig:
         try:
             with open(path, encoding="utf-8") as f:
                 data = json.load(f)
-            known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-            return cls(**known)
+            known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "models"}
+            config = cls(**known)
+            if "model_dir" in known:
+                return config  # a config naming its model folder itself (profiling, tests)
+            folder = os.path.join(os.path.dirname(path), MODELS_FOLDER)
+            entries = []
+            for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else ():
+                with open(os.path.join(folder, name), encoding="utf-8") as f:
+                    entries.append(ModelEntry(**json.load(f)))
+            return config.with_models(tuple(entries))
         except (OSError, ValueError, TypeError) as exc:
             raise RuntimeSetupError(f"reading runtime config '{path}': {exc}") from exc

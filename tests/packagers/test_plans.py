@@ -39,16 +39,21 @@ def test_webservice_layers_are_ordered_by_change_frequency(inputs):
     assert "/opt/edgepack/lib/edgepack/__init__.py" in runtime
     assert any(d.startswith("/opt/edgepack/lib/edgepack/runtime/") for d in runtime)
     assert not any("/triggers/" in d for d in runtime)
-    assert set(_files(plan.layers[2])) == {"/app/src/score.py"}
-    model_files = _files(plan.layers[3])
-    assert set(model_files) == {"/app/azureml-models/linear/1/model.onnx", "/opt/edgepack/runtime.json"}
-    rc = json.loads(model_files["/opt/edgepack/runtime.json"].data)
+    source = _files(plan.layers[2])
+    assert set(source) == {"/app/src/score.py", "/opt/edgepack/runtime.json"}
+    rc = json.loads(source["/opt/edgepack/runtime.json"].data)
     assert rc["entry_script"] == "/app/src/score.py"
-    assert rc["model_dir"] == "/app/azureml-models/linear/1"
-    assert rc["model"] == {"name": "linear", "version": 1, "sha256": model.sha256}
+    assert rc["app_root"] == "/app"
+    assert "model_dir" not in rc and "models" not in rc  # each model's entry lives in its own layer
     assert rc["auth_enabled"] is True
     assert rc["input_sample"] == {"data": [[1.0, 2.0, 3.0, 4.0]]}
+    model_files = _files(plan.layers[3])
+    assert set(model_files) == {"/app/azureml-models/linear/1/model.onnx", "/opt/edgepack/models/linear-1.json"}
+    assert json.loads(model_files["/opt/edgepack/models/linear-1.json"].data) == {
+        "name": "linear", "version": 1, "sha256": model.sha256, "dir": "/app/azureml-models/linear/1"}
     assert plan.env["AZUREML_MODEL_DIR"] == "/app/azureml-models/linear/1"
+    assert plan.env["AML_APP_ROOT"] == "/app"
+    assert plan.env["AZUREML_ENTRY_SCRIPT"] == "/app/src/score.py"
     assert plan.env["PYTHONPATH"] == "/opt/edgepack/lib:/opt/edgepack/site-packages"
     assert plan.entrypoint == ("python3", "-m", "edgepack.runtime")
     assert plan.labels["io.edgepack.model.sha256"] == model.sha256
@@ -68,7 +73,7 @@ def test_functions_http_generates_app_files_and_keeps_the_host_entrypoint(inputs
     assert host["version"] == "2.0"
     assert host["extensionBundle"]["version"] == "[4.*, 5.0.0)"
     assert any(d.startswith("/opt/edgepack/lib/triggers/") for d in runtime)
-    assert set(_files(plan.layers[2])) == {"/home/site/wwwroot/score.py"}
+    assert set(_files(plan.layers[2])) == {"/home/site/wwwroot/score.py", "/opt/edgepack/runtime.json"}
     assert plan.entrypoint is None and plan.cmd is None
     assert plan.env["AzureWebJobsScriptRoot"] == "/home/site/wwwroot"
     assert plan.env["FUNCTIONS_WORKER_RUNTIME"] == "python"
@@ -96,3 +101,38 @@ def test_a_new_model_version_changes_only_the_model_layer(inputs, tmp_path):
     one, two = plan_image(model, config, WebServiceTarget()), plan_image(v2, config, WebServiceTarget())
     keys = lambda plan: [layer.key(0) if isinstance(layer, LayerSpec) else layer for layer in plan.layers]  # noqa: E731
     assert [a == b for a, b in zip(keys(one), keys(two))] == [True, True, True, False]
+
+
+def test_several_models_get_a_layer_each_and_azure_ml_s_folder_layout(inputs, tmp_path):
+    model, config = inputs
+    store = LocalModelStore(tmp_path / "store")
+    folder = tmp_path / "outputs"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "weights.bin").write_bytes(b"w")
+    (folder / "sub" / "vocab.txt").write_text("v")
+    other = store.register("tokenizer", folder)
+    assert other.folder == "outputs"
+    plan = plan_image((model, other), config, WebServiceTarget())
+    assert [layer.name for layer in plan.layers][-2:] == ["model-linear", "model-tokenizer"]
+    assert set(_files(plan.layers[-1])) == {"/app/azureml-models/tokenizer/1/outputs/weights.bin",
+                                            "/app/azureml-models/tokenizer/1/outputs/sub/vocab.txt",
+                                            "/opt/edgepack/models/tokenizer-1.json"}
+    # several models: AZUREML_MODEL_DIR is the folder holding them all, as Azure ML sets it
+    assert plan.env["AZUREML_MODEL_DIR"] == "/app/azureml-models"
+    assert "io.edgepack.model.name" not in plan.labels
+    assert [m["name"] for m in json.loads(plan.labels["io.edgepack.models"])] == ["linear", "tokenizer"]
+    # a new version of one of them changes that model's layer only
+    v2 = store.register("tokenizer", folder)
+    keys = lambda p: [layer.key(0) if isinstance(layer, LayerSpec) else layer for layer in p.layers]  # noqa: E731
+    again = plan_image((model, v2), config, WebServiceTarget())
+    assert [a == b for a, b in zip(keys(plan), keys(again))] == [True, True, True, True, False]
+    with pytest.raises(PackagingError, match="a model is named twice"):
+        plan_image((other, v2), config, WebServiceTarget())
+
+
+def test_a_deployment_without_a_model(inputs):
+    _, config = inputs
+    plan = plan_image((), config, WebServiceTarget())
+    assert [layer.name for layer in plan.layers] == ["python-dependencies", "edgepack-runtime", "source"]
+    assert plan.env["AZUREML_MODEL_DIR"] == "/app/azureml-models"
+    assert json.loads(plan.labels["io.edgepack.models"]) == []

@@ -11,9 +11,11 @@ For each case it:
      azureml-inference-server-http==1.5.1 and those requirements;
   3. runs make_models.py for the case with that venv's Python (so the pickles match its scikit-learn) and
      records the versions in case.json "made_with";
-  4. lays the app out as Azure does: AML_APP_ROOT=<tmp>/app, the code folder copied to <tmp>/app/<name>,
-     models at <tmp>/app/azureml-models/<name>/<version>/<file or folder>, AZUREML_MODEL_DIR pointing at
-     .../<name>/<version> for one model and at .../azureml-models for several;
+  4. lays the app out as Azure does: the code folder copied to <tmp>/app/<name>, models at
+     <tmp>/app/azureml-models/<name>/<version>/<file or folder>, AZUREML_MODEL_DIR pointing at
+     .../<name>/<version> for one model and at .../azureml-models for several; AML_APP_ROOT=<tmp>/app for v1
+     (Model.get_model_path looks in $AML_APP_ROOT/azureml-models), the code folder for v2 (where azmlinfsrv
+     also finds a custom swagger<version>.json); the server's working directory is AML_APP_ROOT;
   5. starts azmlinfsrv --entry_script ... --port <free port>, bound to 127.0.0.1 only (the console script's
      run() with its DEFAULT_HOST set to 127.0.0.1, as azmlinfsrv itself always binds 0.0.0.0), waits for
      GET / to answer, sends each request to 127.0.0.1 and stores status, content type and body, then stops
@@ -274,7 +276,11 @@ def record_case(name):
         (shutil.copytree if os.path.isdir(p) else shutil.copy2)(p, dst)
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("AZUREML_", "AML_"))}
     environ.update({k: str(v) for k, v in env_vars.items()})
-    environ["AML_APP_ROOT"] = app
+    # v1: AML_APP_ROOT=/var/azureml-app with the models in its azureml-models/ (where Model.get_model_path
+    # looks). v2 managed online endpoints: AML_APP_ROOT is the code directory's root (where azmlinfsrv also
+    # looks for a custom swagger<version>.json); the models stay in <app>/azureml-models.
+    root = app if cj["kind"] == "v1" else code
+    environ["AML_APP_ROOT"] = root
     if len(models) == 1:
         environ["AZUREML_MODEL_DIR"] = os.path.join(app, "azureml-models", models[0]["name"], str(models[0]["version"]))
     elif models:
@@ -283,7 +289,7 @@ def record_case(name):
     log_path = os.path.join(WORK, "logs", f"server-{name}.log")
     log = open(log_path, "wb")
     proc = subprocess.Popen([py, "-c", LAUNCH, "--entry_script", os.path.join(code, entry), "--port", str(port)],
-                            cwd=app, env=environ, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                            cwd=root, env=environ, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     started = False
     try:
