@@ -13,14 +13,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from edgepack.build import builder
+from edgepack.build import builder, imports
 from edgepack.build.cache import Cache
 from edgepack.build.dockerfile import write_context
 from edgepack.config.load import load_config
 from edgepack.deploy import keys as keystore
 from edgepack.deploy import functionapp, local
 from edgepack.deploy.kubernetes import KubernetesOptions, render_manifests
-from edgepack.errors import ConfigError, DeployError, EdgepackError
+from edgepack.errors import ConfigError, DeployError, EdgepackError, PackagingError
 from edgepack.home import Home
 from edgepack.models.artifact import ModelArtifact
 from edgepack.models.store import LocalModelStore, describe_path, parse_model_ref
@@ -207,16 +207,40 @@ def package(home: Home, *, model_ref: str | tuple[str, ...] = (), config_path: P
     if base_creds:
         registry = replace(registry, per_registry={**base_creds, **registry.per_registry})
     with _Clients(registry) as clients:
-        return _package(image_plan, home=home, clients=clients, tag_ref=tag_ref, output=output,
+        result = _package(image_plan, config, home=home, clients=clients, tag_ref=tag_ref, output=output,
                         push_image_to_registry=push_image_to_registry, dockerfile_context=dockerfile_context,
                         options=options or builder.BuildOptions(), progress=progress)
+    built = result.details["python"]
+    if config.python_version and built.split(".")[:2] != config.python_version.split("."):
+        log.warning("note: the environment pins python %s, but the base image %s has python %s: dependencies "
+                    "were resolved for python %s (choose a base with python %s to match, with --base-image)",
+                    config.python_version, result.details["base"], built, built, config.python_version)
+    return result
 
 
-def _package(image_plan: ImagePlan, *, home: Home, clients: _Clients, tag_ref: ImageRef | None, output: Path | None,
+def _check_imports(config: Any, build: builder.BuildResult) -> None:
+    """Refuse an image that lacks what the entry script imports (a warning only when the base is the user's own,
+    which may bring packages in ways edgepack cannot see).
+
+    Raises:
+        PackagingError: a module the script imports is provided by nothing in the image.
+    """
+    if "os" not in build.base_modules:
+        return  # the base's Python library was not found in its layers: nothing to check against
+    missing = imports.missing_imports(config.entry_script, source_dir=config.source_directory,
+                                      sites=list(build.sites), base_modules=build.base_modules)
+    if missing:
+        raise PackagingError(f"packaging '{config.entry_script.name}': it imports {', '.join(missing)}, which "
+                             f"neither the environment nor the base image {build.base.ref} provides",
+                             hint=imports.hint_for(missing))
+
+
+def _package(image_plan: ImagePlan, config: Any, *, home: Home, clients: _Clients, tag_ref: ImageRef | None, output: Path | None,
              push_image_to_registry: bool, dockerfile_context: Path | None, options: builder.BuildOptions,
              progress: Progress | None) -> PackageResult:
     cache = Cache(home.cache)
     result = builder.build(image_plan, cache=cache, client_for=clients, options=options)
+    _check_imports(config, result)  # before anything is written or pushed
     built = result.image
     layout = None
     if output is not None:

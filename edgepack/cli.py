@@ -215,8 +215,10 @@ def run_cmd(source: str, port: int | None, env: tuple[str, ...], name: str | Non
     """Start an image detached on the local Docker engine; prints the scoring URL once it is ready."""
     result = api.run(home_from_env(), source, daemon=_daemon(), name=name, port=port, env=parse_pairs(env, "--env"),
                      timeout=timeout, host_network=host_network)
-    if not as_json and result.keys:
-        click.echo(f"name: {result.name}; keys: 'edgepack keys {result.name}'", err=True)
+    if not as_json:
+        keys = f"; keys: 'edgepack keys {result.name}'" if result.keys else ""
+        click.echo(f"name: {result.name}{keys}; logs: 'edgepack logs {result.name}'; "
+                   f"stop: 'edgepack stop {result.name}'", err=True)
     emit(result.to_dict(), as_json, result.url)
 
 

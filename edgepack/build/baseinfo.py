@@ -19,6 +19,9 @@ _PYTHON = re.compile(r"^(?:\./)?(?:usr/local/bin|usr/bin)/python3\.(\d+)$")
 _LIBC = re.compile(r"^(?:\./)?(?:usr/)?lib(?:64)?/(?:[a-z0-9_]+-linux-gnu/)?libc\.so\.6$")
 _LIBC_VERSION = re.compile(rb"GNU C Library[^\n]*?version (\d+)\.(\d+)")
 _LIBC_FILE = re.compile(r"libc-(\d+)\.(\d+)\.so$")
+# A top-level Python module of the base: in the standard library, lib-dynload or a site/dist-packages folder.
+_MODULE = re.compile(r"^(?:\./)?(?:usr/(?:local/)?lib|opt/[^/]+/lib)/python3(?:\.\d+)?/(?:lib-dynload/|(?:site|dist)-packages/)?"
+                     r"([A-Za-z_][A-Za-z0-9_]*)(?:\.py$|/|\.cpython-[^/]*\.so$|\.abi3\.so$|\.so$)")
 
 
 @dataclass(frozen=True)
@@ -28,12 +31,16 @@ class BaseInfo:
     python_version: str | None
     glibc: tuple[int, int] | None
     arch: str
+    # Top-level modules its Pythons can import (standard library and installed packages).
+    modules: frozenset[str] = frozenset()
 
 
 def _scan_layer(path: Path, found: dict) -> None:
     with tarfile.open(path, mode="r|*") as tar:
         for member in tar:
             name = member.name
+            if m := _MODULE.match(name):
+                found.setdefault("modules", set()).add(m.group(1))
             if "python" not in found and (m := _PYTHON.match(name)):
                 found.setdefault("pythons", set()).add(int(m.group(1)))
             elif "glibc" not in found and _LIBC.match(name) and member.isfile():
@@ -52,9 +59,10 @@ def inspect_base(config: dict, layer_paths: list[Path], *, cache: Cache, manifes
     """
     key = manifest_digest.replace(":", "-")
     cached = cache.read_index("baseinfo", key)
-    if cached:
+    if cached and "modules" in cached:
         glibc = tuple(cached["glibc"]) if cached["glibc"] else None
-        return BaseInfo(cached["python_version"], glibc, cached["arch"])  # type: ignore[arg-type]
+        return BaseInfo(cached["python_version"], glibc, cached["arch"],  # type: ignore[arg-type]
+                        frozenset(cached["modules"]))
     found: dict = {}
     for path in reversed(layer_paths):
         try:
@@ -67,7 +75,9 @@ def inspect_base(config: dict, layer_paths: list[Path], *, cache: Cache, manifes
         python_version=f"3.{pythons[-1]}" if pythons else None,
         glibc=found.get("glibc"),
         arch=config.get("architecture", "amd64"),
+        modules=frozenset(found.get("modules", ())),
     )
     cache.write_index("baseinfo", key, {"python_version": info.python_version,
-                                        "glibc": list(info.glibc) if info.glibc else None, "arch": info.arch})
+                                        "glibc": list(info.glibc) if info.glibc else None, "arch": info.arch,
+                                        "modules": sorted(info.modules)})
     return info

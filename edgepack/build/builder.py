@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from edgepack.build import deps
@@ -41,6 +42,9 @@ class BuildResult:
     image: BuiltImage
     base: Any
     platform: deps.PythonPlatform
+    # The installed dependency trees and the base's own modules: what the image can import.
+    sites: tuple[Path, ...] = ()
+    base_modules: frozenset[str] = frozenset()
 
 
 def pull_base(plan: ImagePlan, *, cache: Cache, client_for: ClientFactory) -> Any:
@@ -56,8 +60,7 @@ def base_platform(base: Any, *, cache: Cache, python_version: str | None) -> dep
     Raises:
         PackagingError: the base has no python3 (and none was named) or is not a glibc system.
     """
-    info = inspect_base(base.config, [base.blob_path(d.digest) for d in base.layers], cache=cache,
-                        manifest_digest=base.ref.digest)
+    info = _base_info(base, cache)
     version = python_version or info.python_version
     if version is None:
         raise PackagingError(f"inspecting base image '{base.ref}': no python3 interpreter found in its layers",
@@ -68,14 +71,23 @@ def base_platform(base: Any, *, cache: Cache, python_version: str | None) -> dep
     return deps.PythonPlatform(python_version=version, arch=info.arch, glibc=info.glibc)
 
 
-def pip_materializer(platform: deps.PythonPlatform, cache: Cache, *, refresh: bool) -> PipMaterializer:
-    """Turn pip layers into (content key, spec factory): resolved and installed once per resolved set."""
+def _base_info(base: Any, cache: Cache) -> Any:
+    return inspect_base(base.config, [base.blob_path(d.digest) for d in base.layers], cache=cache,
+                        manifest_digest=base.ref.digest)
+
+
+def pip_materializer(platform: deps.PythonPlatform, cache: Cache, *, refresh: bool,
+                     sites: list[Path] | None = None) -> PipMaterializer:
+    """Turn pip layers into (content key, spec factory): resolved and installed once per resolved set (each
+    installed tree is appended to ``sites``)."""
 
     def materialize(layer: PipLayer) -> tuple[str, Callable[[], LayerSpec]]:
         sources = deps.Sources(layer.index_urls, layer.find_links, conda_packages=layer.conda_packages)
         resolved = deps.resolve(layer.requirements, platform, cache, refresh=refresh, sources=sources)
         log.info("dependencies: %s", ", ".join(resolved.pins))
         site = deps.install(resolved, platform, cache, sources=sources)
+        if sites is not None:
+            sites.append(site)
         key = "pip-" + resolved.key(platform) + "-" + layer.dest.replace("/", "_")
         return key, lambda: LayerSpec(layer.name, entries_from_dir(site, layer.dest), comment=layer.comment)
 
@@ -86,9 +98,11 @@ def build(plan: ImagePlan, *, cache: Cache, client_for: ClientFactory, options: 
     """Build ``plan`` without a daemon; every blob of the result is in ``cache``."""
     base = pull_base(plan, cache=cache, client_for=client_for)
     platform = base_platform(base, cache=cache, python_version=options.python_version)
+    sites: list[Path] = []
     image = build_image(plan, base=base, cache=cache, mtime=options.mtime,
-                        materialize_pip=pip_materializer(platform, cache, refresh=options.refresh_deps))
-    return BuildResult(image=image, base=base, platform=platform)
+                        materialize_pip=pip_materializer(platform, cache, refresh=options.refresh_deps, sites=sites))
+    return BuildResult(image=image, base=base, platform=platform, sites=tuple(sites),
+                       base_modules=_base_info(base, cache).modules)
 
 
 def layer_specs(plan: ImagePlan, result: BuildResult, cache: Cache) -> list[LayerSpec]:

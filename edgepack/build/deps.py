@@ -247,7 +247,27 @@ def _explain(requirement: Requirement, platform: PythonPlatform, sources: Source
                          hint="Check the requirements' versions: pip found no set that fits together.")
 
 
-def _backtracked(requirements: tuple[str, ...], items: list[dict], platform: PythonPlatform) -> list[str]:
+def _unfit_pin(requirements: tuple[str, ...], platform: PythonPlatform) -> Requirement | None:
+    """The first exactly pinned requirement no release of which fits the platform (pip reports such a pin as a
+    conflict when another requirement names the same project)."""
+    for line in requirements:
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            continue
+        if not any(s.operator in ("==", "===") for s in req.specifier):
+            continue
+        try:
+            found = index.releases(req.name, platform)
+        except httpx.HTTPError:
+            continue
+        if found and not any(r.fits for v, r in found.items() if req.specifier.contains(v, prereleases=True)):
+            return req
+    return None
+
+
+def _backtracked(requirements: tuple[str, ...], items: list[dict], platform: PythonPlatform, *,
+                 skip: set[str] = frozenset()) -> list[str]:
     """Top-level requirements pip resolved to a release far older (another major or minor) than the newest one
     they allow, with why when the index tells: no wheel for the platform, or a dependency that has none."""
     chosen = {i["metadata"]["name"].lower().replace("_", "-"): Version(i["metadata"]["version"]) for i in items}
@@ -257,14 +277,15 @@ def _backtracked(requirements: tuple[str, ...], items: list[dict], platform: Pyt
             req = Requirement(line)
         except InvalidRequirement:
             continue
-        if any(s.operator in ("==", "===") for s in req.specifier):
+        if any(s.operator in ("==", "===") for s in req.specifier) or req.name.lower() in skip:
             continue
         picked = chosen.get(req.name.lower().replace("_", "-"))
         try:
             found = index.releases(req.name, platform) or {}
         except httpx.HTTPError:
             continue
-        newest = max((v for v in found if not v.is_prerelease and req.specifier.contains(v)), default=None)
+        newest = max((v for v, r in found.items() if not v.is_prerelease and r.python_ok
+                      and req.specifier.contains(v)), default=None)
         if picked is None or newest is None or newest.release[:2] <= picked.release[:2]:
             continue
         year = (found[picked].uploaded or "")[:4] if picked in found else ""
@@ -273,6 +294,33 @@ def _backtracked(requirements: tuple[str, ...], items: list[dict], platform: Pyt
         out.append(f"{req.name} resolved to {picked}{f' (from {year})' if year else ''} although {newest} is the "
                    f"newest: {why} ({_where(platform)}); pin the version you want to see what stands in the way")
     return out
+
+
+NUMPY_2_RELEASED = "2024-06-16"
+
+
+def _built_for_numpy_1(items: list[dict], platform: PythonPlatform) -> list[str]:
+    """Compiled packages of the set that need NumPy but whose wheel predates NumPy 2.0, when NumPy 2 was chosen:
+    their extensions fail to load under NumPy 2 ("numpy.dtype size changed"), and their metadata does not say
+    so, as conda's does."""
+    chosen = {i["metadata"]["name"].lower(): i for i in items}
+    numpy = chosen.get("numpy")
+    if numpy is None or Version(numpy["metadata"]["version"]).major < 2:
+        return []
+    stale = []
+    for name, item in chosen.items():
+        needs = [r for r in item["metadata"].get("requires_dist") or [] if re.match(r"numpy\b", r, re.I)]
+        url = item.get("download_info", {}).get("url", "")
+        if name == "numpy" or not needs or url.endswith("-none-any.whl"):
+            continue
+        try:
+            found = index.releases(item["metadata"]["name"], platform) or {}
+        except httpx.HTTPError:
+            continue
+        release = found.get(Version(item["metadata"]["version"]))
+        if release is not None and release.uploaded and release.uploaded < NUMPY_2_RELEASED:
+            stale.append(f"{item['metadata']['name']} {item['metadata']['version']}")
+    return stale
 
 
 def resolve(requirements: tuple[str, ...], platform: PythonPlatform, cache: Cache, *,
@@ -298,18 +346,26 @@ def resolve(requirements: tuple[str, ...], platform: PythonPlatform, cache: Cach
         try:
             items = _dry_run(requirements, platform, sources)
         except PipFailed as exc:
-            missing = _missing(exc.lines)
+            missing = _missing(exc.lines) or _unfit_pin(requirements, platform)
             if missing is None:
                 raise PackagingError(f"resolving python requirements for {_where(platform)}: "
                                      f"{'; '.join(exc.lines[-4:])}",
                                      hint="Check the requirements' names and versions.") from None
             _explain(missing, platform, sources, exc.lines, wheelhouse)
             continue
+        stale = _built_for_numpy_1(items, platform)
+        if stale and "numpy<2" not in requirements:
+            log.warning("%s %s compiled against NumPy 1 (released before NumPy 2.0) and cannot load with NumPy "
+                        "2: resolving again with numpy<2", ", ".join(stale), "is" if len(stale) == 1 else "are")
+            requirements = (*requirements, "numpy<2")
+            continue
         break
     else:
-        raise PackagingError(f"resolving python requirements for {_where(platform)}: too many source "
-                             "distributions to build", hint="Pin versions that publish wheels.")
-    for warning in _backtracked(requirements, items, platform):
+        raise PackagingError(f"resolving python requirements for {_where(platform)}: too many rounds",
+                             hint="Pin versions that publish wheels.")
+    asked = tuple(r for r in requirements if r != "numpy<2" or requirements.count(r) > 1) \
+        if requirements[-1:] == ("numpy<2",) else requirements
+    for warning in _backtracked(asked, items, platform, skip={"numpy"} if asked != requirements else set()):
         log.warning("%s", warning)
     items = sorted(items, key=lambda i: i["metadata"]["name"].lower())
     pins = tuple(f"{i['metadata']['name']}=={i['metadata']['version']}" for i in items)

@@ -72,6 +72,9 @@ def check_entry_script(path: Path, field: str) -> list[str]:
     run = functions.get("run")
     if run is None:
         problems.append(f"{field}: '{path.name}' defines no run() function")
+    elif {"rawhttp", "input_schema"} <= _decorator_names(run):
+        problems.append(f"{field}: run() in '{path.name}' is both @rawhttp and @input_schema-decorated; Azure ML "
+                        "serves either raw requests or schema parameters, not both")
     elif not _accepts_one(run) and not _decorator_names(run) & {"input_schema", "rawhttp"}:
         problems.append(f"{field}: run() in '{path.name}' must take the request data as its one argument "
                         "(and optionally request_headers), unless inference_schema's @input_schema names them")

@@ -11,7 +11,9 @@ import json
 from importlib import resources
 from string import Template
 
+from edgepack.config.entry import run_decorators
 from edgepack.config.schema import InferenceConfig
+from edgepack.errors import PackagingError
 from edgepack.models.artifact import ModelArtifact
 from edgepack.oci.layer import FileEntry
 from edgepack.oci.plan import ImagePlan, PipLayer
@@ -21,6 +23,13 @@ from edgepack.targets import FunctionsBlobTarget, FunctionsHttpTarget, Functions
 FunctionsTarget = FunctionsHttpTarget | FunctionsBlobTarget | FunctionsServiceBusTarget
 
 DEFAULT_BASE = "mcr.microsoft.com/azure-functions/python:4-python3.11"
+# Pythons the Functions 4 host has images for: a conda file's python= pin picks the matching one.
+PYTHONS = ("3.8", "3.9", "3.10", "3.11", "3.12")
+
+
+def default_base(python: str | None) -> str:
+    """The Functions Python image for the pinned Python, where one exists (else the default)."""
+    return f"mcr.microsoft.com/azure-functions/python:4-python{python}" if python in PYTHONS else DEFAULT_BASE
 SCRIPT_ROOT = "/home/site/wwwroot"
 LOCAL_PORT = 80
 FUNCTION_REQUIREMENTS = ("azure-functions",)
@@ -59,7 +68,15 @@ def host_json() -> bytes:
 
 def plan(models: tuple[ModelArtifact, ...], config: InferenceConfig, target: FunctionsTarget, *,
          base_image: str | None = None) -> ImagePlan:
-    """Plan a Functions image whose one function scores what its trigger delivers."""
+    """Plan a Functions image whose one function scores what its trigger delivers.
+
+    Raises:
+        PackagingError: a ``@rawhttp`` script with a trigger that delivers no HTTP request.
+    """
+    if not isinstance(target, FunctionsHttpTarget) and "rawhttp" in run_decorators(config.entry_script):
+        raise PackagingError(f"packaging '{config.entry_script.name}' for {target.name}: its run() is @rawhttp, "
+                             "so it needs an HTTP request, which a blob or queue trigger does not deliver",
+                             hint="Package it with --target functions-http or webservice.")
     app_source = render_function_app(target)
     app_files = (
         FileEntry.from_bytes(f"{SCRIPT_ROOT}/function_app.py", app_source),
@@ -76,7 +93,7 @@ def plan(models: tuple[ModelArtifact, ...], config: InferenceConfig, target: Fun
     }
     return ImagePlan(
         target=target.name,
-        base_image=base_image or config.base_image or DEFAULT_BASE,
+        base_image=base_image or config.base_image or default_base(config.python_version),
         layers=(
             PipLayer("python-dependencies",
                      layers.requirements(layers.RUNTIME_REQUIREMENTS, FUNCTION_REQUIREMENTS,

@@ -9,6 +9,13 @@ from edgepack.packagers import layers
 from edgepack.targets import WebServiceTarget
 
 DEFAULT_BASE = "docker.io/library/python:3.11-slim-bookworm"
+# Pythons with an official slim bookworm image: a conda file's python= pin picks the matching one.
+PYTHONS = ("3.8", "3.9", "3.10", "3.11", "3.12", "3.13")
+
+
+def default_base(python: str | None) -> str:
+    """The slim Python image for the pinned Python, where one exists (else the default)."""
+    return f"docker.io/library/python:{python}-slim-bookworm" if python in PYTHONS else DEFAULT_BASE
 APP_ROOT = "/app"
 SOURCE_DEST = "/app/src"
 
@@ -21,7 +28,7 @@ def plan(models: tuple[ModelArtifact, ...], config: InferenceConfig, target: Web
     env = {**layers.common_env(rc, config), "EDGEPACK_PORT": str(target.port)}
     return ImagePlan(
         target=target.name,
-        base_image=base_image or config.base_image or DEFAULT_BASE,
+        base_image=base_image or config.base_image or default_base(config.python_version),
         layers=(
             PipLayer("python-dependencies", layers.requirements(layers.RUNTIME_REQUIREMENTS, config.pip_requirements),
                      layers.SITE_PACKAGES, comment="python dependencies", index_urls=config.index_urls,

@@ -49,8 +49,9 @@ class ScoreResult:
 
 
 def error_result(status: int, message: str, **extra: Any) -> ScoreResult:
-    """A JSON error body ``{"error": message, ...}``."""
-    return ScoreResult(status, json.dumps({"error": message, **extra}).encode())
+    """A JSON error body ``{"error": message, "message": message, ...}`` (``message`` is where Azure ML's server
+    puts it, so clients written for it read it there)."""
+    return ScoreResult(status, json.dumps({"error": message, "message": message, **extra}).encode())
 
 
 def internal_error(public: str, what: str, detail: str) -> ScoreResult:
@@ -170,8 +171,9 @@ class Runtime:
     def openapi(self, version: str = "2") -> dict[str, Any]:
         """The scoring endpoint's Swagger 2.0 or OpenAPI 3 document (``version`` as ``/swagger.json?version=``).
 
-        The schemas come from the run() decorators (inference_schema), else from the config's samples, else any
-        JSON object, as Azure ML's server describes an undecorated script.
+        A swagger file the project ships wins; else the schemas come from the run() decorators
+        (inference_schema), else from the config's samples, else any JSON object, as Azure ML's server
+        describes an undecorated script.
 
         Raises:
             ValueError: an unknown version, or one the decorators do not support.
@@ -179,6 +181,9 @@ class Runtime:
         wanted = schema.SWAGGER_VERSIONS.get(version)
         if wanted is None:
             raise ValueError(f"Swagger version [{version}] is not valid. Supported versions: [2, 3, 3.1].")
+        own = self._own_swagger(wanted)
+        if own is not None:
+            return own
         model = self.config.model or {}
         inputs, outputs = schema.from_samples(self.config.input_sample), schema.from_samples(self.config.output_sample)
         if self.mode == SCHEMA:
@@ -194,6 +199,18 @@ class Runtime:
                                service_version=str(model.get("version", "1")), input_schema=inputs,
                                output_schema=outputs,
                                path="/api/score" if self.config.target.startswith("functions") else "/score")
+
+    def _own_swagger(self, version: str) -> dict[str, Any] | None:
+        """A swagger file the project ships, which Azure ML's server serves instead of generating one:
+        ``swagger.json`` or ``swagger2.json`` (version 2), ``swagger3.json``, ``swagger3.1.json``."""
+        names = {"2": ("swagger.json", "swagger2.json"), "3": ("swagger3.json",), "3.1": ("swagger3.1.json",)}
+        for folder in dict.fromkeys(filter(None, (self.config.source_dir, self.config.app_root))):
+            for name in names[version]:
+                path = os.path.join(folder, name)
+                if os.path.isfile(path):
+                    with open(path, encoding="utf-8") as f:
+                        return json.load(f)
+        return None
 
     def score(self, body: bytes, content_type: str | None, call: CallInfo | None = None) -> ScoreResult:
         """Score one request body (``call``: its method, target and headers); never raises (failures become

@@ -78,3 +78,11 @@ def test_an_old_release_chosen_by_backtracking_is_reported(tmp_path, caplog):
                             Cache(tmp_path))
     picked = [p for p in resolved.pins if p.startswith("onnxruntime==")][0]
     assert any(r.message.startswith(f"onnxruntime resolved to {picked.split('==')[1]}") for r in caplog.records)
+
+
+def test_a_pin_that_pip_reports_as_a_conflict_is_explained(tmp_path):
+    # "numpy" and "numpy==1.23" together: pip says the two conflict; the cause is the pin's missing wheels
+    with pytest.raises(PackagingError) as info:
+        deps.resolve(("numpy", "numpy==1.23"), PLATFORM, Cache(tmp_path))
+    assert "no release of 'numpy==1.23' can be installed there" in info.value.message
+    assert "the nearest release that can is numpy==1.23.2" in info.value.message
