@@ -20,7 +20,7 @@ from edgepack.config.load import load_config
 from edgepack.deploy import keys as keystore
 from edgepack.deploy import functionapp, local
 from edgepack.deploy.kubernetes import KubernetesOptions, render_manifests
-from edgepack.errors import ConfigError, DeployError, EdgepackError, PackagingError
+from edgepack.errors import ConfigError, DeployError, EdgepackError
 from edgepack.home import Home
 from edgepack.models.artifact import ModelArtifact
 from edgepack.models.store import LocalModelStore, describe_path, parse_model_ref
@@ -182,7 +182,8 @@ def _base_registry_credentials(config: Any, env: Mapping[str, str]) -> dict[str,
     return {address: (settings.username, env.get(settings.password_env or "", ""))}
 
 
-def package(home: Home, *, model_ref: str | tuple[str, ...] = (), config_path: Path, target: Target, base_image: str | None = None,
+def package(home: Home, *, model_ref: str | tuple[str, ...] = (), config_path: Path, target: Target,
+            base_image: str | None = None,
             output: Path | None = None, tag: str | None = None, push_image_to_registry: bool = False,
             dockerfile_context: Path | None = None, registry: RegistryOptions | None = None,
             options: builder.BuildOptions | None = None, progress: Progress | None = None,
@@ -218,29 +219,15 @@ def package(home: Home, *, model_ref: str | tuple[str, ...] = (), config_path: P
     return result
 
 
-def _check_imports(config: Any, build: builder.BuildResult) -> None:
-    """Refuse an image that lacks what the entry script imports (a warning only when the base is the user's own,
-    which may bring packages in ways edgepack cannot see).
-
-    Raises:
-        PackagingError: a module the script imports is provided by nothing in the image.
-    """
-    if "os" not in build.base_modules:
-        return  # the base's Python library was not found in its layers: nothing to check against
-    missing = imports.missing_imports(config.entry_script, source_dir=config.source_directory,
-                                      sites=list(build.sites), base_modules=build.base_modules)
-    if missing:
-        raise PackagingError(f"packaging '{config.entry_script.name}': it imports {', '.join(missing)}, which "
-                             f"neither the environment nor the base image {build.base.ref} provides",
-                             hint=imports.hint_for(missing))
-
-
-def _package(image_plan: ImagePlan, config: Any, *, home: Home, clients: _Clients, tag_ref: ImageRef | None, output: Path | None,
-             push_image_to_registry: bool, dockerfile_context: Path | None, options: builder.BuildOptions,
+def _package(image_plan: ImagePlan, config: Any, *, home: Home, clients: _Clients, tag_ref: ImageRef | None,
+             output: Path | None, push_image_to_registry: bool, dockerfile_context: Path | None,
+             options: builder.BuildOptions,
              progress: Progress | None) -> PackageResult:
     cache = Cache(home.cache)
     result = builder.build(image_plan, cache=cache, client_for=clients, options=options)
-    _check_imports(config, result)  # before anything is written or pushed
+    # before anything is written or pushed
+    imports.check(config.entry_script, source_dir=config.source_directory, sites=result.sites,
+                  base_modules=result.base_modules, base=str(result.base.ref))
     built = result.image
     layout = None
     if output is not None:

@@ -20,7 +20,8 @@ _LIBC = re.compile(r"^(?:\./)?(?:usr/)?lib(?:64)?/(?:[a-z0-9_]+-linux-gnu/)?libc
 _LIBC_VERSION = re.compile(rb"GNU C Library[^\n]*?version (\d+)\.(\d+)")
 _LIBC_FILE = re.compile(r"libc-(\d+)\.(\d+)\.so$")
 # A top-level Python module of the base: in the standard library, lib-dynload or a site/dist-packages folder.
-_MODULE = re.compile(r"^(?:\./)?(?:usr/(?:local/)?lib|opt/[^/]+/lib)/python3(?:\.\d+)?/(?:lib-dynload/|(?:site|dist)-packages/)?"
+_MODULE = re.compile(r"^(?:\./)?(?:usr/(?:local/)?lib|opt/[^/]+/lib)/python3(?:\.\d+)?/"
+                     r"(?:lib-dynload/|(?:site|dist)-packages/)?"
                      r"([A-Za-z_][A-Za-z0-9_]*)(?:\.py$|/|\.cpython-[^/]*\.so$|\.abi3\.so$|\.so$)")
 
 

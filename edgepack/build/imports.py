@@ -13,6 +13,8 @@ import ast
 import sys
 from pathlib import Path
 
+from edgepack.errors import PackagingError
+
 # Import names whose package on the index is named otherwise, for the hint.
 PACKAGE_NAMES = {"sklearn": "scikit-learn", "cv2": "opencv-python-headless", "PIL": "pillow", "yaml": "pyyaml",
                  "skimage": "scikit-image", "bs4": "beautifulsoup4", "dateutil": "python-dateutil",
@@ -62,7 +64,8 @@ def top_level_modules(folder: Path) -> set[str]:
     return names
 
 
-def missing_imports(script: Path, *, source_dir: Path | None, sites: list[Path], base_modules: frozenset[str]) -> list[str]:
+def missing_imports(script: Path, *, source_dir: Path | None, sites: list[Path],
+                    base_modules: frozenset[str]) -> list[str]:
     """What ``script`` imports that nothing in the image provides, sorted."""
     provided = set(base_modules) | RUNTIME_MODULES | set(sys.builtin_module_names)
     for site in sites:
@@ -70,6 +73,22 @@ def missing_imports(script: Path, *, source_dir: Path | None, sites: list[Path],
     for folder in {source_dir or script.parent, script.parent}:
         provided |= top_level_modules(folder)
     return sorted(required_imports(script) - provided)
+
+
+def check(script: Path, *, source_dir: Path | None, sites: tuple[Path, ...], base_modules: frozenset[str],
+          base: str) -> None:
+    """Refuse an image that lacks what the entry script imports. The base's modules are read from its own layers,
+    so a user's base image with its own packages counts too.
+
+    Raises:
+        PackagingError: a module the script imports is provided by nothing in the image.
+    """
+    if "os" not in base_modules:
+        return  # the base's Python library was not found in its layers: nothing to check against
+    missing = missing_imports(script, source_dir=source_dir, sites=list(sites), base_modules=base_modules)
+    if missing:
+        raise PackagingError(f"packaging '{script.name}': it imports {', '.join(missing)}, which neither the "
+                             f"environment nor the base image {base} provides", hint=hint_for(missing))
 
 
 def hint_for(modules: list[str]) -> str:

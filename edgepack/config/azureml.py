@@ -104,6 +104,19 @@ def environment_block(block: Any, field: str = "environment") -> Flattened:
     return out
 
 
+def _inline(value: Any, base: Path, field: str, out: Flattened) -> tuple[Any, Path]:
+    """A v2 section given inline, or the contents of the YAML file it names (with that file's folder as the base
+    of its relative paths); None (with a problem noted) when the file cannot be read."""
+    if not isinstance(value, str):
+        return value, base
+    path = (base / value).resolve()
+    try:
+        return read_structured(path), path.parent
+    except FileProblem as exc:
+        out.problems.append(f"{field}: {exc}")
+        return None, base
+
+
 def _v2_model(value: Any, base: Path, out: Flattened) -> None:
     if value is None:
         return
@@ -116,14 +129,9 @@ def _v2_model(value: Any, base: Path, out: Flattened) -> None:
         version = int(parts[1]) if len(parts) == 2 and parts[1].isdigit() else None
         out.models.append(ModelSource(parts[0], version))
         return
-    if isinstance(value, str):
-        path = (base / value).resolve()
-        try:
-            value = read_structured(path)
-        except FileProblem as exc:
-            out.problems.append(f"model: {exc}")
-            return
-        base = path.parent
+    value, base = _inline(value, base, "model", out)
+    if value is None:
+        return
     if not isinstance(value, dict):
         out.problems.append("model: must be azureml:NAME:VERSION, a mapping with path, or a model YAML file")
         return
@@ -150,14 +158,9 @@ def _v2_environment(value: Any, base: Path, out: Flattened) -> None:
         out.problems.append(f"environment: '{value}' names an environment in a workspace; give it inline "
                             "(image, conda_file) or as the path of its YAML file")
         return
-    if isinstance(value, str):
-        path = (base / value).resolve()
-        try:
-            value = read_structured(path)
-        except FileProblem as exc:
-            out.problems.append(f"environment: {exc}")
-            return
-        base = path.parent
+    value, base = _inline(value, base, "environment", out)
+    if value is None:
+        return
     if not isinstance(value, dict):
         out.problems.append("environment: must be a mapping (image, conda_file) or the path of a YAML file")
         return

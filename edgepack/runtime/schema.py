@@ -109,7 +109,8 @@ def document(version: str, *, title: str, service_version: str, path: str, input
     ref = "#/components/schemas/"
     json_of = lambda name: {"application/json": {"schema": {"$ref": ref + name}}}  # noqa: E731
     responses = {"200": {"description": "Success", "content": json_of("ServiceOutput")}}
-    responses.update({code: {"description": text, "content": json_of("ErrorResponse")} for code, text in errors.items()})
+    responses.update({code: {"description": text, "content": json_of("ErrorResponse")}
+                      for code, text in errors.items()})
     return {"openapi": "3.1.0" if version == "3.1" else "3.0.3", "info": info,
             "paths": {path: {"post": {"operationId": "RunMLService",
                                       "requestBody": {"required": True, "content": json_of("ServiceInput")},

@@ -157,12 +157,15 @@ class Runtime:
             aml_request._rawHttpRequested = False  # @rawhttp marks the process; this script decides anew
         try:
             self._module = _import_entry(self.config)
-            self.caller = RunCaller(self._module.run)
+            try:
+                self.caller = RunCaller(self._module.run)
+            except RuntimeSetupError as exc:
+                raise RuntimeSetupError(f"loading entry script '{self.config.entry_script}': {exc}") from exc
             self._module.init()
             run_batch = getattr(self._module, "run_batch", None)
             self.run_batch = run_batch if callable(run_batch) else None
-        except RuntimeSetupError as exc:
-            raise RuntimeSetupError(f"loading entry script '{self.config.entry_script}': {exc}") from exc
+        except RuntimeSetupError:
+            raise
         except Exception as exc:
             raise RuntimeSetupError(f"initializing entry script '{self.config.entry_script}': "
                                     f"{type(exc).__name__}: {exc}") from exc

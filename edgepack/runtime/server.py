@@ -2,7 +2,8 @@
 
 Routes: ``POST /score``, ``GET /`` (liveness), ``GET /health`` (readiness: 200 once init() returned),
 ``GET /swagger.json`` (``?version=2`` by default, ``3`` or ``3.1``). ``GET /score`` calls run() too, with the
-query string (as Azure ML's server does); ``OPTIONS /score`` reaches a ``@rawhttp`` run(). Errors are JSON ``{"error": ...}`` with 400/401/404/405/411/413/500/503 statuses.
+query string (as Azure ML's server does); ``OPTIONS /score`` reaches a ``@rawhttp`` run(). Errors are JSON
+``{"error": ..., "message": ...}`` with 400/401/404/405/411/413/415/500/503 statuses.
 
 A request is scored on the event loop itself while the entry script's run() typically takes under
 ``inline_budget`` (a hop to a worker thread and back costs more than such a model), else in the worker pool.
@@ -64,7 +65,8 @@ class ScoringServer:
         methods = ROUTES.get(path)
         if methods is None:
             return error_result(404, f"no route for '{request.path}'")
-        if request.method not in methods and not (request.method == "HEAD" and "GET" in methods):
+        head_ok = request.method == "HEAD" and "GET" in methods and path != "/score"
+        if request.method not in methods and not head_ok:
             result = error_result(405, f"method {request.method} is not allowed on '{path}'")
             result.headers["Allow"] = ", ".join(methods)
             return result

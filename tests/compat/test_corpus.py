@@ -4,9 +4,10 @@ published files, run on the real engine, sent the requests recorded against Azur
 
 What is compared: the status; for JSON answers the parsed value (floats to 1e-6 relative); for other answers
 the exact bytes; for a swagger document the request and answer schemas (``ServiceInput``, ``ServiceOutput``),
-not the wording around them. A 5xx is compared by status only: edgepack's error body carries an error id where azmlinfsrv
-has a fixed message, and neither shows the traceback. ``DIFFERENCES`` lists, with the reason, the answers
-where edgepack knowingly differs.
+not the wording around them; for a 4xx the message. A 5xx is compared by status only: edgepack's error body
+carries an error id where azmlinfsrv has a fixed message, and neither shows the traceback. ``DIFFERENCES``
+lists, with the reason, the answers where edgepack knowingly differs; ``REFUSED`` the cases it refuses at
+package time, with the reason it must give.
 """
 
 from __future__ import annotations

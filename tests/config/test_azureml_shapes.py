@@ -86,7 +86,8 @@ def test_run_signatures_azure_ml_accepts(tmp_path):
     for score in ("def init():\n    pass\n\ndef run(data, request_headers):\n    return data\n",
                   "def init():\n    pass\n\nasync def run(data):\n    return data\n",
                   "from inference_schema.schema_decorators import input_schema\nfrom x import T\n\n"
-                  "def init():\n    pass\n\n@input_schema('a', T)\n@input_schema('b', T)\ndef run(a, b):\n    return a\n"):
+                  "def init():\n    pass\n\n@input_schema('a', T)\n@input_schema('b', T)\n"
+                  "def run(a, b):\n    return a\n"):
         assert load_config(_project(tmp_path, {"entryScript": "score.py"}, score=score)).entry_script.name == "score.py"
 
 

@@ -70,14 +70,6 @@ def v1_mlnb_multi_model_get_model_path(case):
     _joblib_dump(BayesianRidge().fit(x, y), case, "models/second_model.pkl")
 
 
-def v1_mlopspython_diabetes_get_model_path(case):
-    from sklearn.linear_model import Ridge
-    from sklearn.model_selection import train_test_split
-    x, y = _diabetes()
-    x_train, _, y_train, _ = train_test_split(x, y, test_size=0.2, random_state=0)
-    _joblib_dump(Ridge(alpha=0.4).fit(x_train, y_train), case, "models/diabetes_regression_model.pkl")
-
-
 def v1_aex_deploy_local_echo_str(case):
     pass  # no model
 

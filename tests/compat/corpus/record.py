@@ -135,14 +135,16 @@ def requirements(env, script_text):
             if n == "azureml-inference-server-http" and r.strip().lower() != n:
                 changes.append(f"{r}: replaced by {AZMLINFSRV}")
             elif n in ("azureml-defaults", "azureml-sdk"):
-                changes.append(f"{r}: not installed (azmlinfsrv is the server; azureml-core added if the script imports it)")
+                changes.append(f"{r}: not installed (azmlinfsrv is the server; azureml-core added if the script "
+                               "imports it)")
             continue
         if n == "azureml-core" and r.strip().lower() != n:
             pass
         out.append(r)
     if re.search(r"^\s*(from|import)\s+azureml\.core", script_text, re.M) and "azureml-core" not in map(_req_name, out):
         out.append("azureml-core")
-        changes.append("azureml-core added: the script imports azureml.core (the published env gets it through azureml-defaults/azureml-sdk)")
+        changes.append("azureml-core added: the script imports azureml.core (the published env gets it through "
+                       "azureml-defaults/azureml-sdk)")
     # pins without a cp311 wheel -> newest
     final = []
     for r in out:
@@ -257,7 +259,7 @@ def record_case(name):
     py = venv_for(reqs)
     cj["installed"] = {"python": subprocess.run([py, "-c", "import sys; print(sys.version.split()[0])"],
                                                 capture_output=True, text=True).stdout.strip(),
-                       "environment": os.path.relpath(env[1].split("#")[0], case_dir) + ("#" + env[1].split("#")[1] if "#" in env[1] else "") if env else None,
+                       "environment": _env_label(env, case_dir),
                        "requirements": [AZMLINFSRV] + reqs, "changes": changes, "versions": pip_versions(py, reqs)}
     subprocess.run([py, os.path.join(HERE, "make_models.py"), name], check=True, timeout=600)
     if cj.get("models") or os.path.isdir(os.path.join(case_dir, "requests")):
@@ -308,7 +310,8 @@ def record_case(name):
                 r["azmlinfsrv"] = {"status": None, "error": "azmlinfsrv did not start (see startup_log_tail)"}
                 continue
             try:
-                r["azmlinfsrv"] = describe(*http(r["method"], base + r["path"], request_body(case_dir, r), r.get("headers")))
+                r["azmlinfsrv"] = describe(*http(r["method"], base + r["path"], request_body(case_dir, r),
+                                                 r.get("headers")))
             except Exception as e:  # timeout, reset
                 r["azmlinfsrv"] = {"status": None, "error": f"{type(e).__name__}: {e}"}
     finally:
@@ -329,6 +332,13 @@ def record_case(name):
     with open(cj_path, "w") as f:
         f.write(json.dumps(cj, indent=2) + "\n")
     return started, [r.get("azmlinfsrv", {}).get("status") for r in cj.get("requests", [])]
+
+
+def _env_label(env, case_dir):
+    if not env:
+        return None
+    path, _, anchor = env[1].partition("#")
+    return os.path.relpath(path, case_dir) + (f"#{anchor}" if anchor else "")
 
 
 def main(argv):
