@@ -136,3 +136,32 @@ def test_a_deployment_without_a_model(inputs):
     assert [layer.name for layer in plan.layers] == ["python-dependencies", "edgepack-runtime", "source"]
     assert plan.env["AZUREML_MODEL_DIR"] == "/app/azureml-models"
     assert json.loads(plan.labels["io.edgepack.models"]) == []
+
+
+def test_the_conda_python_pin_chooses_the_default_base(inputs, tmp_path):
+    model, _ = inputs
+    (tmp_path / "score.py").write_text("def init():\n    pass\n\ndef run(data):\n    return data\n")
+    (tmp_path / "env.yml").write_text("dependencies:\n- python=3.9.16\n- numpy\n")
+    (tmp_path / "cfg.json").write_text(json.dumps({"entryScript": "score.py", "condaFile": "env.yml"}))
+    config = load_config(tmp_path / "cfg.json")
+    assert plan_image(model, config, WebServiceTarget()).base_image == "docker.io/library/python:3.9-slim-bookworm"
+    assert plan_image(model, config, FunctionsHttpTarget()).base_image == \
+        "mcr.microsoft.com/azure-functions/python:4-python3.9"
+    # no image for a Python this old: the default base (and a warning at build time naming both Pythons)
+    (tmp_path / "env.yml").write_text("dependencies:\n- python=3.6.2\n- numpy\n")
+    old = load_config(tmp_path / "cfg.json")
+    assert plan_image(model, old, WebServiceTarget()).base_image == "docker.io/library/python:3.11-slim-bookworm"
+
+
+def test_rawhttp_scripts_need_an_http_trigger(inputs, tmp_path):
+    from edgepack.targets import FunctionsBlobTarget
+
+    model, _ = inputs
+    (tmp_path / "score.py").write_text(
+        "from azureml.contrib.services.aml_request import rawhttp\n\ndef init():\n    pass\n\n"
+        "@rawhttp\ndef run(request):\n    return request.get_data()\n")
+    (tmp_path / "cfg.json").write_text(json.dumps({"entryScript": "score.py"}))
+    config = load_config(tmp_path / "cfg.json")
+    assert "werkzeug" in plan_image(model, config, FunctionsHttpTarget()).layers[0].requirements
+    with pytest.raises(PackagingError, match="its run\\(\\) is @rawhttp, so it needs an HTTP request"):
+        plan_image(model, config, FunctionsBlobTarget(input_path="in/{name}", output_path="out/{name}"))
