@@ -45,17 +45,34 @@ Progress = Callable[[str, int, int], None]
 
 @dataclass(frozen=True)
 class RegistryOptions:
-    """How to reach registries: explicit credentials (else docker config / env), a custom CA, plain HTTP."""
+    """How to reach registries: explicit credentials for one registry host (else docker config / env), a custom
+    CA, plain HTTP.
+
+    Credentials are chosen per host, always: ``username``/``password`` go only to ``host`` (the registry the
+    command pushes to or deploys from, set by the API call), ``per_registry`` to their own hosts (a config's
+    ``baseImageRegistry``), and every other registry gets what the docker config holds for it.
+    """
 
     username: str | None = None
     password: str | None = None
     ca_file: str | None = None
     insecure_http: bool = False
     per_registry: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    host: str | None = None
+
+    def for_host(self, ref: ImageRef | None) -> "RegistryOptions":
+        """These options with the explicit credentials bound to ``ref``'s registry."""
+        return replace(self, host=ref.registry) if ref is not None and self.host is None else self
+
+    def credentials(self, registry: str) -> tuple[str, str] | None:
+        """What to log in to ``registry`` with (None: the docker config's, if any)."""
+        if self.username and registry == self.host:
+            return self.username, self.password or ""
+        return self.per_registry.get(registry)
 
     def client_for(self, ref: ImageRef) -> RegistryClient:
         """A new client for ``ref``'s registry with these options (the caller closes it)."""
-        creds = (self.username, self.password or "") if self.username else self.per_registry.get(ref.registry)
+        creds = self.credentials(ref.registry)
         return RegistryClient(ref.registry, credentials=creds, ca_file=self.ca_file,
                               insecure_http=self.insecure_http)
 
@@ -203,10 +220,10 @@ def package(home: Home, *, model_ref: str | tuple[str, ...] = (), config_path: P
     for note in config.notes:
         log.warning("note: %s", note)
     image_plan = plan_image(_models(home, model_ref, config), config, target, base_image=base_image)
-    registry = registry or RegistryOptions()
+    registry = (registry or RegistryOptions()).for_host(tag_ref)
     base_creds = _base_registry_credentials(config, env or {})
     if base_creds:
-        registry = replace(registry, per_registry={**base_creds, **registry.per_registry})
+        registry = replace(registry, per_registry={**registry.per_registry, **base_creds})
     with _Clients(registry) as clients:
         result = _package(image_plan, config, home=home, clients=clients, tag_ref=tag_ref, output=output,
                         push_image_to_registry=push_image_to_registry, dockerfile_context=dockerfile_context,
@@ -268,7 +285,7 @@ def push(layout_dir: Path, to: str, *, registry: RegistryOptions | None = None,
             mounts = _mount_sources(ImageRef.parse(base_name), ref)
         except EdgepackError:
             mounts = ()
-    with _Clients(registry or RegistryOptions()) as clients:
+    with _Clients((registry or RegistryOptions()).for_host(ref)) as clients:
         return push_image(clients(ref), ref, manifest=image.manifest,
                           manifest_media_type=image.manifest_media_type, blobs=image.blobs,
                           open_blob=image.open_blob, mount_from=mounts, progress=progress)
@@ -291,7 +308,7 @@ def _function_metadata(image: str, registry: RegistryOptions | None) -> tuple[Im
     if ref.digest is None:
         raise DeployError(f"deploying '{image}': a tag without a digest",
                           hint="Pass REF@sha256:... as printed by 'edgepack push'.")
-    with _Clients(registry or RegistryOptions()) as clients:
+    with _Clients((registry or RegistryOptions()).for_host(ref)) as clients:
         config = fetch_config(clients(ref), ref)
     labels = (config.get("config") or {}).get("Labels") or {}
     if FUNCTIONS_LABEL not in labels:
@@ -322,8 +339,9 @@ def run(home: Home, source: str, *, daemon: Any, name: str | None = None, port: 
 
 def stop(home: Home, name: str, *, daemon: Any) -> None:
     """Stop and remove a local run, and forget its keys."""
+    folder = local.run_folder(home.runs, name)
     daemon.stop(name)
-    shutil.rmtree(home.runs / name, ignore_errors=True)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def logs(name: str, *, daemon: Any, tail: int | None = None) -> str:
@@ -333,12 +351,12 @@ def logs(name: str, *, daemon: Any, tail: int | None = None) -> str:
 
 def run_keys(home: Home, name: str) -> dict[str, str]:
     """The keys of a local run."""
-    return keystore.read_keys(home.runs / name)
+    return keystore.read_keys(local.run_folder(home.runs, name))
 
 
 def regenerate_run_key(home: Home, name: str, which: str) -> dict[str, str]:
     """Replace one key of a local run; the server picks it up without a restart."""
-    return keystore.regenerate_key(home.runs / name, which)
+    return keystore.regenerate_key(local.run_folder(home.runs, name), which)
 
 
 def profile(home: Home, *, model_ref: str, config_path: Path, sample_path: Path,

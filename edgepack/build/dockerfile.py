@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import stat
 from pathlib import Path
 
 from edgepack.oci.layer import LayerSpec
@@ -48,8 +50,11 @@ def _copy_layer(spec: LayerSpec, root: Path) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
         if entry.data is not None:
             dest.write_bytes(entry.data)
-        else:
+        elif stat.S_IMODE(os.stat(entry.source).st_mode) == entry.mode:  # type: ignore[arg-type]
             link_or_copy(Path(entry.source), dest)  # type: ignore[arg-type]
+            continue  # a link shares the input's inode: its mode is already right and must not be touched
+        else:
+            shutil.copyfile(entry.source, dest)  # type: ignore[arg-type]
         os.chmod(dest, entry.mode)
 
 

@@ -77,6 +77,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+_RUN_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")  # Docker's own rule for container names
+
+
+def run_folder(runs_dir: Path, name: str) -> Path:
+    """The folder of the local run ``name`` (its keys), once the name is known to be a container name.
+
+    Raises:
+        EdgepackError: the name breaks Docker's rule (it could also name a path outside ``runs_dir``).
+    """
+    if not _RUN_NAME.match(name) or name in (".", ".."):
+        raise EdgepackError(f"naming local run '{name}': not a container name",
+                            hint="Use letters, digits, '_', '.' and '-', starting with a letter or digit "
+                                 "(Docker's rule).")
+    return runs_dir / name
+
+
 def run(daemon: Any, source: str, *, runs_dir: Path, name: str | None = None, port: int | None = None,
         env: Mapping[str, str] | None = None, timeout: float = 120.0, host_network: bool = False) -> RunResult:
     """Start ``source`` detached, wait until it is ready, and return its URL and keys.
@@ -85,6 +101,8 @@ def run(daemon: Any, source: str, *, runs_dir: Path, name: str | None = None, po
         EdgepackError: the image was not built by edgepack (no run labels).
         DaemonError: the engine failed, the name is taken, or the container died before it was ready.
     """
+    if name is not None:
+        run_folder(runs_dir, name)  # before anything is loaded or written
     image, labels, digest = resolve_image(daemon, source)
     if "io.edgepack.port" not in labels:
         raise EdgepackError(f"running '{source}': the image carries no edgepack run labels",
@@ -96,7 +114,7 @@ def run(daemon: Any, source: str, *, runs_dir: Path, name: str | None = None, po
     volumes: dict[str, str] = {}
     keys: dict[str, str] = {}
     if auth not in ("none", "anonymous"):
-        folder = runs_dir / name
+        folder = run_folder(runs_dir, name)
         keys = keystore.create_keys(folder)
         volumes[str(folder)] = KEYS_MOUNT
         run_env["EDGEPACK_KEYS_FILE"] = f"{KEYS_MOUNT}/{keystore.KEYS_FILE}"

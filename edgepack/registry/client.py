@@ -26,7 +26,9 @@ _RETRY_STATUS = {429, 500, 502, 503, 504}
 
 
 def _login_hint(registry: str) -> str:
-    return f"Run 'docker login {registry}' or pass --registry-username with EDGEPACK_REGISTRY_PASSWORD set."
+    return (f"Run 'docker login {registry}', or pass --registry-username with EDGEPACK_REGISTRY_PASSWORD set when "
+            f"{registry} is the registry the command pushes to (a base image's registry takes its credentials from "
+            "the inference config's baseImageRegistry or the docker config).")
 
 
 def _describe(response: httpx.Response) -> str:
