@@ -15,13 +15,16 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import traceback
 from http import HTTPStatus
 from typing import Any, Awaitable, Protocol
 
 from edgepack.runtime.accesslog import FLUSH_SECONDS, AccessLog
-from edgepack.runtime.scoring import ScoreResult, error_result
+from edgepack.runtime.scoring import ScoreResult, error_result, internal_error
 
 MAX_HEADER_BYTES = 64 << 10
+# Headers that say where a request ends: two different values would let peers disagree about it (smuggling).
+_SINGLE = {"content-length", "transfer-encoding", "host"}
 _PAUSE_READING_BYTES = 1 << 20
 _REASONS = {status.value: status.phrase for status in HTTPStatus}
 
@@ -64,9 +67,12 @@ def parse_head(raw: bytes) -> Request:
     for line in lines[1:]:
         if line:
             name, sep, value = line.partition(":")
-            if not sep:
+            if not sep or "\n" in line:
                 raise ValueError("malformed header line")
-            headers[name.strip().lower()] = value.strip()
+            key = name.strip().lower()
+            if key in _SINGLE and key in headers and headers[key] != value.strip():
+                raise ValueError(f"conflicting {key} headers")  # one reading of the body for every peer
+            headers[key] = value.strip()
     if not headers.get("content-length", "0").isdigit():
         raise ValueError("malformed Content-Length")
     if parts[2] == "HTTP/1.0" and headers.get("connection", "").lower() != "keep-alive":
@@ -97,6 +103,7 @@ class HttpProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.deadline: float | None = None
         self.started = 0.0
+        self.eof = False  # the client half-closed: answer what it sent, then close
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -106,6 +113,20 @@ class HttpProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.watch.open.discard(self)
+
+    def eof_received(self) -> bool:
+        """The client sent all it will (a half-close): keep the connection open to answer, then close it."""
+        self.eof = True
+        if not self.busy and self.request is not None and len(self.buffer) < self.request.length:
+            self._fail("the connection was half-closed before the body ended")
+        elif not self.busy and self.request is None:
+            self._finish()
+        return True
+
+    def _finish(self) -> None:
+        if not self.closed and self.transport is not None:
+            self.watch.write(self.transport, b"", close=True)  # after every answer queued before it
+            self.closed = True
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -137,6 +158,8 @@ class HttpProtocol(asyncio.Protocol):
                 if end < 0:
                     if len(self.buffer) > MAX_HEADER_BYTES:
                         self._fail("request head too large")
+                    elif b"\n\n" in self.buffer or b"\n\r\n" in self.buffer:
+                        self._fail("lines must end with CRLF")
                     elif not self.buffer.strip():
                         self.buffer.clear()
                     break
@@ -152,7 +175,9 @@ class HttpProtocol(asyncio.Protocol):
                 self.started = time.perf_counter()
                 early = self._early(request)
                 if early is not None:
-                    self._send(request, early, keep=request.keep_alive and request.length == 0)
+                    # a body left unread would be parsed as the next request: close unless there is none
+                    unread = request.length > 0 or "transfer-encoding" in request.headers
+                    self._send(request, early, keep=request.keep_alive and not unread)
                     continue
                 self.request = request
                 self.deadline = time.monotonic() + self.watch.read_timeout
@@ -166,6 +191,8 @@ class HttpProtocol(asyncio.Protocol):
             self.request = None
             self.deadline = None
             self._answer(request)
+        if self.eof and not self.busy and self.request is None:
+            self._finish()
         if self.reading_paused and not self.busy and not self.closed:
             self.reading_paused = False
             self.transport.resume_reading()
@@ -178,8 +205,8 @@ class HttpProtocol(asyncio.Protocol):
     def _answer(self, request: Request) -> None:
         try:
             result = self.app.respond(request)
-        except Exception as exc:  # a bug in the app: answer, do not drop the connection silently
-            result = error_result(500, f"internal error: {type(exc).__name__}")
+        except Exception:  # a bug in the app: answer (the details go to the log, under an error id)
+            result = internal_error("internal error", "answering a request failed", traceback.format_exc())
         if isinstance(result, ScoreResult):
             self._send(request, result, keep=request.keep_alive)
             return
@@ -192,13 +219,17 @@ class HttpProtocol(asyncio.Protocol):
         if done.cancelled():
             result = error_result(503, "the request was cancelled")
         elif done.exception() is not None:
-            result = error_result(500, f"internal error: {type(done.exception()).__name__}")
+            error = done.exception()
+            result = internal_error("internal error", "answering a request failed",
+                                    "".join(traceback.format_exception(error)))
         else:
             result = done.result()
         if self.closed:
             return
         self._send(request, result, keep=request.keep_alive)
         self._process()
+        if self.eof and not self.busy:
+            self._finish()
 
     def _send(self, request: Request, result: ScoreResult, *, keep: bool) -> None:
         self.watch.write(self.transport, encode(result, keep_alive=keep, head_only=request.method == "HEAD"),

@@ -39,10 +39,12 @@ class KeyRing:
             try:
                 with open(self._path, encoding="utf-8") as f:
                     data = json.load(f)
-                self._keys = {k: v for k, v in data.items() if isinstance(v, str) and v}
-                self._stamp = stamp
             except (OSError, ValueError):
-                pass  # a half-written file is retried on the next request; the old keys stay in force
+                return  # a half-written file is retried on the next request; the old keys stay in force
+            # A file that is not a mapping of names to keys holds no key: every request is refused (401), none
+            # is dropped.
+            self._keys = {k: v for k, v in data.items() if isinstance(v, str) and v} if isinstance(data, dict) else {}
+            self._stamp = stamp
 
     def keys(self) -> dict[str, str]:
         """The keys in force now."""

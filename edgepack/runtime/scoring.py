@@ -69,7 +69,32 @@ def _default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-_ENCODER = json.JSONEncoder(default=_default)
+_ENCODER = json.JSONEncoder(default=_default, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as None: JSON has no such numbers (a bare ``NaN`` breaks parsers)."""
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if hasattr(value, "tolist"):
+        return _finite(value.tolist())
+    return value
+
+
+def encode_json(value: Any) -> bytes:
+    """JSON bytes of an answer; non-finite floats become null.
+
+    Raises:
+        TypeError, ValueError: the value is not JSON serializable.
+    """
+    try:
+        return _ENCODER.encode(value).encode()
+    except ValueError:
+        return _ENCODER.encode(_finite(value)).encode()
 
 
 def _import_entry(config: RuntimeConfig) -> Any:
@@ -238,6 +263,8 @@ class Runtime:
                 return error_result(400, f"request body is not valid UTF-8 text: {exc}")
             try:
                 value = real_loads(text)
+            except RecursionError:
+                return error_result(400, "request body is not valid JSON: nested too deeply")
             except ValueError as exc:
                 if not mime.startswith(TEXT_PREFIXES) or self._fits is not None or self.mode == SCHEMA:
                     return error_result(400, f"request body is not valid JSON: {exc}")
@@ -270,7 +297,7 @@ class Runtime:
         if response is not None:
             return response
         try:
-            return ScoreResult(200, _ENCODER.encode(output).encode())
+            return ScoreResult(200, encode_json(output))
         except (TypeError, ValueError) as exc:
             return internal_error("the entry script returned a value that is not JSON serializable",
                                   "run() returned a value that is not JSON serializable", str(exc))

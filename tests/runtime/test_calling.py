@@ -182,3 +182,10 @@ def test_rawhttp_and_schema_together_is_refused_at_start(tmp_path):
 def test_query_strings_read_as_azure_ml_reads_them():
     assert query_object("a=1&b=x&a=[2]&c=") == {"a": [1, [2]], "b": "x", "c": ""}
     assert np.array(query_object("data=[[1,2]]")["data"]).shape == (1, 2)
+
+
+def test_json_nested_too_deeply_is_a_400(tmp_path):
+    runtime = _runtime(tmp_path, ASYNC)
+    deep = b"[" * 100000 + b"]" * 100000
+    result = runtime.score(deep, JSON)
+    assert result.status == 400 and b"nested too deeply" in result.body
