@@ -216,6 +216,9 @@ def package(home: Home, *, model_ref: str | tuple[str, ...] = (), config_path: P
     tag_ref = ImageRef.parse(tag) if tag else None
     if push_image_to_registry and tag_ref is None:
         raise EdgepackError("packaging with --push: no destination", hint="Pass --tag REGISTRY/REPO:TAG.")
+    if tag_ref is not None and tag_ref.digest is not None:
+        raise EdgepackError(f"packaging as '{tag}': a destination names a tag, not a digest (the digest is the "
+                            "image's own, known once it is built)", hint="Pass --tag REGISTRY/REPO:TAG.")
     config = load_config(config_path)
     for note in config.notes:
         log.warning("note: %s", note)

@@ -22,7 +22,7 @@ from edgepack.build.builder import BuildOptions
 from edgepack.cli_deploy import deploy
 from edgepack.cli_profile import profile_cmd
 from edgepack.cli_support import (emit, home_from_env, parse_pairs, push_progress, registry_flags,
-                                  registry_options)
+                                  registry_options, source_date_epoch)
 from edgepack.errors import EdgepackError
 from edgepack.targets import TARGET_NAMES, parse_target
 
@@ -153,7 +153,7 @@ def package_cmd(model_ref: tuple[str, ...], config_path: Path, base_image: str |
     if output is None and not do_push and dockerfile_context is None:
         stem = "+".join(ref.replace(":", "-") for ref in model_ref) or config_path.stem
         output = Path("edgepack-out") / f"{stem}-{target.name}"
-    options = BuildOptions(mtime=int(os.environ.get("SOURCE_DATE_EPOCH") or 0), python_version=python_version,
+    options = BuildOptions(mtime=source_date_epoch(), python_version=python_version,
                            refresh_deps=refresh_deps)
     bar, update = push_progress()
     with bar if bar is not None else _nothing():
@@ -270,6 +270,12 @@ def main() -> None:
         sys.exit(1)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except OSError as exc:  # a path the user named cannot be written or read: say which and why
+        where = f" '{exc.filename}'" if exc.filename else ""
+        click.echo(f"error: {exc.strerror or exc}{where}", err=True)
+        click.echo("hint: Check that the path exists, is of the right kind (file or folder) and is writable.",
+                   err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

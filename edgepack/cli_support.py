@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from edgepack import api
+from edgepack.errors import EdgepackError
 from edgepack.home import Home
 
 
@@ -70,3 +71,17 @@ def push_progress():
         bar.update(tasks[digest], completed=sent)
 
     return bar, update
+
+
+def source_date_epoch() -> int:
+    """``SOURCE_DATE_EPOCH`` (default 0): the timestamp written into layers and the image config.
+
+    Raises:
+        EdgepackError: it is not a whole number of seconds within what tar and OCI can record.
+    """
+    raw = os.environ.get("SOURCE_DATE_EPOCH") or "0"
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > 8**11 - 1:
+        raise EdgepackError(f"reading SOURCE_DATE_EPOCH '{raw}': not a number of seconds since 1970 "
+                            f"(0 to {8**11 - 1})",
+                            hint="Set it to a Unix timestamp, such as the last commit's: git log -1 --format=%ct.")
+    return int(raw)

@@ -94,3 +94,30 @@ def test_base_registry_password_comes_from_the_named_variable(registered, capsys
                             "webservice"], capsys)
     _assert_user_error(code, err, "baseImageRegistry.password: secrets are not kept in config files")
     assert "literal" not in err
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["model", "show", "m:\u00b2"], "version must be a positive integer"),
+    (["model", "register", "m\n", "MODEL"], "invalid model name"),
+    (["model", "download", "m:1", "/proc/edgepack-cannot-write-here"], "/proc/edgepack-cannot-write-here"),
+])
+def test_bad_model_arguments_are_errors_not_tracebacks(registered, tmp_path, capsys, args, needle):
+    args = [str(make_model(tmp_path / "x.onnx", seed=1)) if a == "MODEL" else a for a in args]
+    code, _, err = run_cli(args, capsys)
+    _assert_user_error(code, err, needle)
+
+
+@pytest.mark.parametrize("epoch", ["abc", "-5", "99999999999999999999", "1.5"])
+def test_a_bad_source_date_epoch_is_named(registered, capsys, monkeypatch, epoch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", epoch)
+    code, _, err = run_cli(["package", "--model", "m", "--inference-config", str(registered), "--target",
+                            "webservice", "--base-image", "127.0.0.1:9/none:1"], capsys)
+    _assert_user_error(code, err, f"reading SOURCE_DATE_EPOCH '{epoch}'")
+
+
+@pytest.mark.parametrize("tag, needle", [("127.0.0.1:5000/r:t\u00e9", "parsing image reference"),
+                                         ("127.0.0.1:5000/r:1@sha256:" + "a" * 64, "names a tag, not a digest")])
+def test_bad_destination_tags_are_refused_before_building(registered, capsys, tag, needle):
+    code, _, err = run_cli(["package", "--model", "m", "--inference-config", str(registered), "--target",
+                            "webservice", "--base-image", "127.0.0.1:9/none:1", "--tag", tag, "--push"], capsys)
+    _assert_user_error(code, err, needle)

@@ -48,20 +48,20 @@ def parse_model_ref(ref: str) -> tuple[str, int | None]:
         ModelError: the name or version is malformed.
     """
     name, sep, version = ref.partition(":")
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ModelError(f"reading model reference '{ref}': invalid model name",
                          hint="Use letters, digits, '.', '_' and '-', starting with a letter or digit.")
     if not sep:
         return name, None
-    if not version.isdigit() or int(version) < 1:
+    if not (version.isascii() and version.isdigit()) or int(version) < 1:
         raise ModelError(f"reading model reference '{ref}': version must be a positive integer",
                          hint="Write NAME or NAME:VERSION, for example digits:2.")
     return name, int(version)
 
 
 def _check_name(name: str) -> None:
-    if not _NAME.match(name):
-        raise ModelError(f"naming model '{name}': invalid model name",
+    if not _NAME.fullmatch(name):
+        raise ModelError(f"naming model {name!r}: invalid model name",
                          hint="Use letters, digits, '.', '_' and '-', starting with a letter or digit.")
 
 

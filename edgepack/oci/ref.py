@@ -11,7 +11,7 @@ from edgepack.errors import InvalidReference
 DOCKER_HUB = "docker.io"
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REPO = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
+_TAG = re.compile(r"^[\w][\w.-]{0,127}$", re.ASCII)
 _DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
 _HINT = "Write it as REGISTRY/REPOSITORY:TAG or REGISTRY/REPOSITORY@sha256:DIGEST, in lowercase."
 
@@ -47,9 +47,9 @@ class ImageRef:
         if registry == DOCKER_HUB and "/" not in repository:
             repository = f"library/{repository}"
         problem = None
-        if not _REPO.match(repository):
+        if not _REPO.fullmatch(repository):
             problem = f"invalid repository name '{repository}'"
-        elif tag is not None and not _TAG.match(tag):
+        elif tag is not None and not _TAG.fullmatch(tag):
             problem = f"invalid tag '{tag}'"
         elif digest and not _DIGEST.match(digest):
             problem = f"invalid digest '{digest}' (expected sha256: and 64 hex digits)"
