@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+from edgepack.oci.integrity import intact, mark_verified
+
 
 class Cache:
     """A directory of blobs (``blobs/sha256/<hex>``) plus small JSON indexes keyed by content hashes."""
@@ -29,9 +31,9 @@ class Cache:
             raise ValueError(f"unsupported digest {digest!r}")
         return self.blob_dir / hexpart
 
-    def has_blob(self, digest: str) -> bool:
-        """True when the blob is in the cache."""
-        return self.blob_path(digest).is_file()
+    def has_blob(self, digest: str, size: int | None = None) -> bool:
+        """True when the blob is in the cache and intact (a damaged one is removed; see edgepack.oci.integrity)."""
+        return intact(self.blob_path(digest), digest, size)
 
     @contextmanager
     def new_blob(self) -> Iterator[tuple[BinaryIO, list[str]]]:
@@ -47,6 +49,7 @@ class Cache:
             with os.fdopen(fd, "wb") as f:
                 yield f, holder
             os.replace(tmp, self.blob_path(holder[0]))
+            mark_verified(self.blob_path(holder[0]))
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)

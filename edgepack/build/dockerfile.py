@@ -11,11 +11,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import stat
 from pathlib import Path
 
 from edgepack.oci.layer import LayerSpec
-from edgepack.oci.layout import link_or_copy, staged_dir
+from edgepack.oci.layout import staged_dir
 from edgepack.oci.plan import ImagePlan
 
 
@@ -50,10 +49,9 @@ def _copy_layer(spec: LayerSpec, root: Path) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
         if entry.data is not None:
             dest.write_bytes(entry.data)
-        elif stat.S_IMODE(os.stat(entry.source).st_mode) == entry.mode:  # type: ignore[arg-type]
-            link_or_copy(Path(entry.source), dest)  # type: ignore[arg-type]
-            continue  # a link shares the input's inode: its mode is already right and must not be touched
         else:
+            # copied, never linked: the context's files are its own, so neither a chmod here nor a later edit
+            # there reaches the user's files or the cache
             shutil.copyfile(entry.source, dest)  # type: ignore[arg-type]
         os.chmod(dest, entry.mode)
 

@@ -63,7 +63,7 @@ def _build_layer(key: str, name: str, make_spec: Callable[[], LayerSpec], cache:
                  mtime: int) -> tuple[Descriptor, str]:
     """Return (descriptor, diff_id) of a layer, building it only when the cache lacks it."""
     record = cache.read_index("layers", key)
-    if record and cache.has_blob(record["digest"]):
+    if record and cache.has_blob(record["digest"], record.get("size")):
         log.info("layer %s: cached %s", name, record["digest"][:19])
         return Descriptor(OCI_LAYER_GZIP, record["digest"], record["size"]), record["diff_id"]
     started = time.monotonic()

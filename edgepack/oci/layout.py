@@ -47,14 +47,6 @@ class LayoutImage:
         return (self.config, *self.layers)
 
 
-def link_or_copy(src: Path, dst: Path) -> None:
-    """Hard-link ``src`` to ``dst`` (no bytes copied), or copy it when they are on different file systems."""
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
-
-
 def write_layout(out_dir: Path, *, manifest: bytes, manifest_digest: str, blobs: Iterable[tuple[str, Path]],
                  ref_name: str | None = None) -> None:
     """Write a single-image OCI layout to ``out_dir``, replacing an earlier layout there.
@@ -66,7 +58,9 @@ def write_layout(out_dir: Path, *, manifest: bytes, manifest_digest: str, blobs:
         blob_dir = staged / "blobs" / "sha256"
         blob_dir.mkdir(parents=True)
         for digest, path in blobs:
-            link_or_copy(path, blob_dir / digest.split(":", 1)[1])
+            # copied, never linked: a layout shares no inode with the cache, so damage to one never reaches
+            # the other
+            shutil.copyfile(path, blob_dir / digest.split(":", 1)[1])
         (blob_dir / manifest_digest.split(":", 1)[1]).write_bytes(manifest)
         desc = Descriptor(OCI_MANIFEST, manifest_digest, len(manifest),
                           annotations={REF_NAME: ref_name} if ref_name else {})

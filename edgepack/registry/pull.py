@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from edgepack.errors import RegistryError
 from edgepack.oci.descriptor import INDEX_TYPES, MANIFEST_TYPES, Descriptor, sha256_digest
+from edgepack.oci.integrity import intact, mark_verified
 from edgepack.oci.ref import ImageRef
 from edgepack.registry.client import RegistryClient
 
@@ -77,7 +78,7 @@ def _pick_platform(ref: ImageRef, index: dict[str, Any], platform: str) -> str:
 def _download(client: RegistryClient, ref: ImageRef, desc: Descriptor, blob_dir: Path,
               progress: Progress | None, tries: int = 3) -> None:
     final = blob_dir / desc.digest.split(":", 1)[1]
-    if final.is_file() and final.stat().st_size == desc.size:
+    if intact(final, desc.digest, desc.size):
         return
     action = f"pulling blob {desc.digest[:19]} of '{ref}'"
     for attempt in range(1, tries + 1):
@@ -90,6 +91,7 @@ def _download(client: RegistryClient, ref: ImageRef, desc: Descriptor, blob_dir:
                 raise RegistryError(f"{action}: content does not match its digest or size",
                                     hint="Try again; if it persists the registry's storage is damaged.")
             os.replace(tmp, final)
+            mark_verified(final)
             if progress:
                 progress(desc.digest, desc.size, desc.size)
             return
