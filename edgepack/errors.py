@@ -93,7 +93,15 @@ class DaemonError(EdgepackError):
 
 
 class RegistryError(EdgepackError):
-    """A registry operation (pull, push, auth challenge) failed."""
+    """A registry operation (pull, push, auth challenge) failed.
+
+    ``temporary`` is True when trying again may succeed (the registry was unreachable, overloaded or failed
+    with a 5xx or 429; a transfer broke off), as go-containerregistry's transport errors say ``Temporary()``.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None, temporary: bool = False) -> None:
+        super().__init__(message, hint=hint)
+        self.temporary = temporary
 
 
 class InvalidReference(RegistryError):

@@ -168,7 +168,8 @@ class RegistryClient:
                     time.sleep(self._backoff * 2 ** (attempt - 1))
                     continue
                 raise RegistryError(f"{action}: cannot reach '{self.registry}': {exc}",
-                                    hint="Check that the registry is running and the address is right.") from exc
+                                    hint="Check that the registry is running and the address is right.",
+                                    temporary=True) from exc
             if response.status_code == 401 and not authed:
                 self._authenticate(response, scope, action, auth)
                 authed = True
@@ -178,9 +179,16 @@ class RegistryClient:
             attempt += 1
             if response.status_code in _RETRY_STATUS and attempt < attempts:
                 log.info("%s: %s; retrying", action, _describe(response))
-                time.sleep(self._backoff * 2 ** (attempt - 1))
+                time.sleep(self._wait(response, attempt))
                 continue
             raise self._error(response, action)
+
+    def _wait(self, response: httpx.Response, attempt: int) -> float:
+        """Seconds before trying again: the registry's Retry-After (capped at 30 s), else exponential backoff."""
+        after = response.headers.get("Retry-After", "")
+        if after.isdigit():
+            return min(float(after), 30.0)
+        return self._backoff * 2 ** (attempt - 1)
 
     def download(self, path: str, out: BinaryIO, *, scope: str, action: str) -> tuple[str, int]:
         """Stream a blob into ``out`` without holding it in memory; returns (sha256 digest, size).
@@ -202,7 +210,7 @@ class RegistryClient:
                     size += len(chunk)
         except httpx.TransportError as exc:
             raise RegistryError(f"{action}: the download broke off: {exc}",
-                                hint="Check the network to the registry and try again.") from exc
+                                hint="Check the network to the registry and try again.", temporary=True) from exc
         return "sha256:" + digest.hexdigest(), size
 
     def _error(self, response: httpx.Response, action: str) -> RegistryError:
@@ -210,4 +218,5 @@ class RegistryClient:
             return AuthenticationError(f"{action}: unauthorized: {_describe(response)}",
                                        hint=_login_hint(self.registry))
         return RegistryError(f"{action}: {_describe(response)}",
-                             hint="Check the reference and the registry's logs, then try again.")
+                             hint="Check the reference and the registry's logs, then try again.",
+                             temporary=response.status_code in _RETRY_STATUS)

@@ -96,7 +96,7 @@ def _download(client: RegistryClient, ref: ImageRef, desc: Descriptor, blob_dir:
                 progress(desc.digest, desc.size, desc.size)
             return
         except RegistryError as exc:
-            if attempt == tries or "broke off" not in exc.message:
+            if attempt == tries or not exc.temporary:
                 raise
         finally:
             if os.path.exists(tmp):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Iterator, Sequence
@@ -19,7 +20,8 @@ from edgepack.registry.client import RegistryClient
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
-_UPLOAD_TRIES = 3
+_UPLOAD_TRIES = 5  # whole-blob restarts, for what resuming cannot mend
+_CHUNK_TRIES = 6  # tries of one chunk, each resumed from where the registry says the upload stands
 
 
 @dataclass(frozen=True)
@@ -83,13 +85,48 @@ class _Uploader:
 
     def upload(self, desc: Descriptor, location: str | None = None) -> None:
         for attempt in range(_UPLOAD_TRIES):
+            if attempt and blob_exists(self.client, self.repo, desc.digest):
+                return  # the try before went through, only its answer was lost
             try:
                 self._upload_once(desc, location if attempt == 0 else None)
                 return
             except RegistryError as exc:
-                if attempt + 1 == _UPLOAD_TRIES or "unauthorized" in exc.message:
+                if attempt + 1 == _UPLOAD_TRIES or not exc.temporary:
                     raise
                 log.info("upload of %s failed (%s); starting it again", desc.digest[:19], exc.message)
+                time.sleep(0.2 * 2 ** attempt)
+
+    def _resume(self, location: str, scope: str, action: str, tried: int) -> tuple[int, str]:
+        """Where an upload stands (distribution spec: GET on its URL answers 204 with ``Range: 0-<last>``):
+        the next offset to send and the location to send it to. ``tried`` is the offset of the chunk that
+        failed: "0-0" means nothing as well as one byte, and nothing it is when the first chunk failed."""
+        resp = self.client.request("GET", location, scope=scope, action=action, ok=(204,))
+        last = resp.headers.get("Range", "").rpartition("-")[2]
+        following = int(last) + 1 if last.isdigit() else 0
+        if following == 1 and tried == 0:
+            following = 0
+        return following, resp.headers.get("Location", location)
+
+    def _patch(self, f: BinaryIO, desc: Descriptor, location: str, offset: int, done: list[int],
+               on_bytes: Callable[[int], None], scope: str, action: str) -> tuple[int, str]:
+        """Send the chunk at ``offset``, resuming from the registry's offset after a temporary failure; returns
+        the next offset and location."""
+        for attempt in range(_CHUNK_TRIES):
+            length = min(self.chunk_size, desc.size - offset)
+            headers = {"Content-Type": "application/octet-stream",
+                       "Content-Range": f"{offset}-{offset + length - 1}", "Content-Length": str(length)}
+            try:
+                resp = self.client.request("PATCH", location, scope=scope, action=action, headers=headers,
+                                           ok=(202,), retry=False,
+                                           content=lambda o=offset, n=length: _chunks(f, o, n, done, on_bytes))
+                return offset + length, resp.headers["Location"]
+            except RegistryError as exc:
+                if attempt + 1 == _CHUNK_TRIES or not exc.temporary:
+                    raise
+                time.sleep(0.1 * 2 ** attempt)
+                offset, location = self._resume(location, scope, action, offset)
+                done[0] = offset
+        raise AssertionError("unreachable")
 
     def _upload_once(self, desc: Descriptor, location: str | None) -> None:
         action = f"uploading blob {desc.digest[:19]} to '{self.client.registry}/{self.repo}'"
@@ -109,16 +146,10 @@ class _Uploader:
                 return
             offset = 0
             while offset < desc.size:
-                length = min(self.chunk_size, desc.size - offset)
-                headers = {"Content-Type": "application/octet-stream",
-                           "Content-Range": f"{offset}-{offset + length - 1}", "Content-Length": str(length)}
-                resp = self.client.request("PATCH", location, scope=scope, action=action, headers=headers,
-                                           ok=(202,), retry=False,
-                                           content=lambda o=offset, n=length: _chunks(f, o, n, done, on_bytes))
-                location = resp.headers["Location"]
-                offset += length
+                offset, location = self._patch(f, desc, location, offset, done, on_bytes, scope, action)
+            # the closing PUT carries no body, so sending it again is safe
             self.client.request("PUT", _with_digest(location, desc.digest), scope=scope, action=action,
-                                ok=(201,), retry=False)
+                                ok=(201,))
 
 
 def _mount(client: RegistryClient, repo: str, desc: Descriptor, sources: Sequence[str]) -> tuple[bool, str | None]:
