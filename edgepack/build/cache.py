@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -23,6 +24,19 @@ class Cache:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.blob_dir = root / "blobs" / "sha256"
+        self._sweep_stale()
+
+    def _sweep_stale(self, older_than: float = 3600.0) -> None:
+        """Remove temporary files a killed build left (written an hour or more ago: no live build owns them)."""
+        if not self.blob_dir.is_dir():
+            return
+        cutoff = time.time() - older_than
+        for tmp in self.blob_dir.glob(".tmp-*"):
+            try:
+                if tmp.stat().st_mtime < cutoff:
+                    tmp.unlink()
+            except OSError:
+                pass
 
     def blob_path(self, digest: str) -> Path:
         """Where the blob with ``digest`` (``sha256:<hex>``) lives, present or not."""

@@ -303,6 +303,11 @@ class _Walker:
             self.problems.append(f"{key}File: give {key} or {key}File, not both")
         if key in self.data:
             return self.data[key]
+        given = self.data.get(f"{key}File")
+        if isinstance(given, str) and (self.base / given).is_symlink():
+            self.problems.append(f"{key}File: '{given}' is a symbolic link; the sample is copied into the image, "
+                                 "so name the file itself")
+            return None
         path = self._path(f"{key}File", self.base)
         if path is None:
             return None

@@ -42,3 +42,14 @@ def test_a_layout_shares_no_inode_with_the_cache(tmp_path):
     copied = tmp_path / "out" / "blobs" / "sha256" / desc.digest.split(":")[1]
     assert copied.read_bytes() == cache.blob_path(desc.digest).read_bytes()
     assert copied.stat().st_ino != cache.blob_path(desc.digest).stat().st_ino
+
+
+def test_temporary_files_a_killed_build_left_are_swept(tmp_path):
+    cache = Cache(tmp_path / "cache")
+    _layer(cache)
+    stale, fresh = cache.blob_dir / ".tmp-stale", cache.blob_dir / ".tmp-fresh"
+    stale.write_bytes(b"x" * 100)
+    fresh.write_bytes(b"y")
+    os.utime(stale, (0, 0))
+    Cache(tmp_path / "cache")
+    assert not stale.exists() and fresh.exists()  # a build running now may still own the fresh one

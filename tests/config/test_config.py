@@ -376,3 +376,14 @@ def test_batching_loads_and_needs_run_batch_and_sane_numbers(tmp_path):
     (tmp_path / "score.py").write_text(GOOD_SCORE)
     assert _problems(_write_json(tmp_path / "cfg.json", data)) == (
         "batching: 'score.py' defines no run_batch(batch) function to take the batches",)
+
+
+def test_a_sample_file_that_is_a_symlink_is_refused(tmp_path):
+    (tmp_path / "score.py").write_text(GOOD_SCORE)
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"token": "s3cret"}')
+    (tmp_path / "sample.json").symlink_to(secret)
+    problems = _problems(_write_json(tmp_path / "cfg.json", {"entryScript": "score.py",
+                                                             "inputSampleFile": "sample.json"}))
+    assert problems == ("inputSampleFile: 'sample.json' is a symbolic link; the sample is copied into the image, "
+                        "so name the file itself",)
