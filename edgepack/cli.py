@@ -96,7 +96,8 @@ def _target_options(func):
                      help="A registered model (the latest version when none is given); repeat it for several. "
                           "Without it: the model a v2 deployment names, or none."),
         click.option("--inference-config", "config_path", required=True, type=click.Path(path_type=Path),
-                     help="inferenceconfig.json (Azure ML keys) or a YAML equivalent."),
+                     help="inferenceconfig.json (Azure ML keys, the CLI's environment block included), a YAML "
+                          "equivalent, or an Azure ML v2 managed online deployment YAML."),
         click.option("--target", "target_name", required=True, type=click.Choice(TARGET_NAMES),
                      help="Where the image will run."),
         click.option("--auth-level", type=click.Choice(["anonymous", "function", "admin"]),
