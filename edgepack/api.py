@@ -20,6 +20,7 @@ from edgepack.config.load import load_config
 from edgepack.deploy import keys as keystore
 from edgepack.deploy import functionapp, local
 from edgepack.deploy.kubernetes import KubernetesOptions, render_manifests
+from edgepack.deploy.pinning import pinned
 from edgepack.errors import ConfigError, DeployError, EdgepackError
 from edgepack.home import Home
 from edgepack.models.artifact import ModelArtifact
@@ -30,7 +31,7 @@ from edgepack.oci.ref import ImageRef
 from edgepack.packagers import plan_image
 from edgepack.packagers.function_index import LABEL as FUNCTIONS_LABEL
 from edgepack.profiling import session as profiling
-from edgepack.registry import PushResult, RegistryClient, fetch_config, push_image
+from edgepack.registry import Progress, PushResult, RegistryClient, fetch_config, push_image
 from edgepack.targets import Target
 
 __all__ = [
@@ -40,7 +41,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -307,10 +307,7 @@ def kubernetes_manifests(image: str, options: KubernetesOptions, *,
 
 def _function_metadata(image: str, registry: RegistryOptions | None) -> tuple[ImageRef, list[dict[str, Any]]]:
     """The pinned reference of a function image and its indexed functions (read from the image config)."""
-    ref = ImageRef.parse(image)
-    if ref.digest is None:
-        raise DeployError(f"deploying '{image}': a tag without a digest",
-                          hint="Pass REF@sha256:... as printed by 'edgepack push'.")
+    ref = pinned(image)
     with _Clients((registry or RegistryOptions()).for_host(ref)) as clients:
         config = fetch_config(clients(ref), ref)
     labels = (config.get("config") or {}).get("Labels") or {}

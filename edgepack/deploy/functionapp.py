@@ -19,6 +19,7 @@ import requests
 import urllib3
 from requests.adapters import BaseAdapter, HTTPAdapter
 
+from edgepack.deploy.pinning import pinned
 from edgepack.errors import DeployError
 from edgepack.oci.ref import ImageRef
 
@@ -111,11 +112,7 @@ def make_client(credential: Any, subscription: str, adapter: BaseAdapter | None 
 
 
 def _check_image(image: str) -> ImageRef:
-    ref = ImageRef.parse(image)
-    if ref.digest is None:
-        raise DeployError(f"deploying '{image}': a tag without a digest",
-                          hint="Pass REF@sha256:... as printed by 'edgepack push'.")
-    return ref
+    return pinned(image)
 
 
 def merged_settings(current: Mapping[str, str], options: FunctionAppOptions, ref: ImageRef) -> dict[str, str]:

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from edgepack.deploy.pinning import pinned
 from edgepack.errors import DeployError
 
 HTTP_PORT = 80
@@ -117,9 +118,7 @@ def render_manifests(functions: list[dict[str, Any]], image: str, options: Kuber
     Raises:
         DeployError: an image reference without a digest, or a trigger KEDA cannot scale on.
     """
-    if "@sha256:" not in image:
-        raise DeployError(f"deploying '{image}': a tag without a digest",
-                          hint="Pass REF@sha256:... as printed by push.")
+    pinned(image)
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(options.name, options), "type": "Opaque",
               "data": {k: base64.b64encode(v.encode()).decode() for k, v in sorted(
                   {"FUNCTIONS_WORKER_RUNTIME": "python", **options.settings}.items())}}

@@ -11,16 +11,16 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from edgepack.errors import RegistryError
 from edgepack.oci.descriptor import INDEX_TYPES, MANIFEST_TYPES, Descriptor, sha256_digest
 from edgepack.oci.integrity import intact, mark_verified
 from edgepack.oci.ref import ImageRef
+from edgepack.registry.push import Progress
 from edgepack.registry.client import RegistryClient
 
 ACCEPT = ", ".join((*MANIFEST_TYPES, *INDEX_TYPES))
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from edgepack.oci.ref import ImageRef
 from edgepack.registry.client import RegistryClient
 
 log = logging.getLogger(__name__)
+# Progress of a blob transfer: (digest, bytes done, bytes in all).
 Progress = Callable[[str, int, int], None]
 _UPLOAD_TRIES = 5  # whole-blob restarts, for what resuming cannot mend
 _CHUNK_TRIES = 6  # tries of one chunk, each resumed from where the registry says the upload stands
