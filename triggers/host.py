@@ -4,7 +4,6 @@ call ``get_functions()``, and read each function's raw bindings. Side effect: im
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sys
@@ -12,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import azure.functions as func
+
+from edgepack.runtime.modules import load_file
 
 
 class IndexError_(Exception):
@@ -45,10 +46,7 @@ def load_app(script_root: str, script: str | None = None) -> list[IndexedFunctio
     if script_root not in sys.path:
         sys.path.insert(0, script_root)
     name = os.path.splitext(script)[0]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    sys.modules[name] = module
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    module = load_file(name, path)
     apps = [v for v in vars(module).values() if isinstance(v, func.FunctionRegister)]
     if len(apps) != 1:
         raise IndexError_(f"indexing '{path}': expected one top-level FunctionApp, found {len(apps)}")

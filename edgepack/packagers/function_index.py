@@ -8,7 +8,6 @@ do not have.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 import tempfile
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from edgepack.errors import PackagingError
+from edgepack.runtime.modules import load_file
 
 LABEL = "io.edgepack.functions"
 
@@ -33,10 +33,8 @@ def index_function_app(source: bytes) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="edgepack-index-") as tmp:
         path = Path(tmp) / "function_app.py"
         path.write_bytes(source)
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
         try:
-            spec.loader.exec_module(module)  # type: ignore[union-attr]
+            module = load_file(name, str(path), register=False)
             apps = [v for v in vars(module).values() if isinstance(v, func.FunctionRegister)]
             if len(apps) != 1:
                 raise ValueError(f"expected one top-level FunctionApp, found {len(apps)}")

@@ -10,7 +10,6 @@ ScoreResult, so the web server and the function adapters answer alike.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgepack.runtime import compat, parsed, schema
+from edgepack.runtime.modules import load_file
 from edgepack.runtime.calling import RAW, SCHEMA, BadCall, CallInfo, RunCaller, query_object
 from edgepack.runtime.parsed import ParsedText, real_loads
 from edgepack.runtime.settings import RuntimeConfig, RuntimeSetupError
@@ -101,15 +101,13 @@ def _import_entry(config: RuntimeConfig) -> Any:
     if config.source_dir and config.source_dir not in sys.path:
         sys.path.insert(0, config.source_dir)
     name = os.path.splitext(os.path.basename(config.entry_script))[0]
-    spec = importlib.util.spec_from_file_location(name, config.entry_script)
-    if spec is None or spec.loader is None:
-        raise RuntimeSetupError(f"loading entry script '{config.entry_script}': not a Python file")
-    module = importlib.util.module_from_spec(spec)
     schemas = getattr(sys.modules.get("inference_schema.schema_util"), "__functions_schema__", {})
     for stale in [key for key in schemas if key.startswith(f"{name}.")]:
         del schemas[stale]  # inference_schema keys schemas by module name: forget another script's of that name
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
+    try:
+        module = load_file(name, config.entry_script)
+    except RuntimeSetupError as exc:
+        raise RuntimeSetupError(f"loading entry script '{config.entry_script}': not a Python file") from exc
     for fn in ("init", "run"):
         if not callable(getattr(module, fn, None)):
             raise RuntimeSetupError(f"loading entry script '{config.entry_script}': no {fn}() function")
