@@ -21,8 +21,12 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from proton import Condition, Data, Delivery, Described, Link, Message, symbol, timestamp, ulong
-from proton.handlers import MessagingHandler
+try:
+    from proton import Condition, Data, Delivery, Described, Link, Message, symbol, timestamp, ulong
+    from proton.handlers import MessagingHandler
+except ImportError as exc:  # a development tool: its AMQP library is an extra, not a dependency of edgepack
+    raise ImportError("edgepack.devtools.servicebus needs python-qpid-proton: pip install 'edgepack[devtools]'") \
+        from exc
 from proton.reactor import Container
 
 from edgepack.devtools import amqp
