@@ -16,6 +16,7 @@ from typing import Any, Mapping
 from edgepack.deploy import keys as keystore
 from edgepack.errors import EdgepackError
 from edgepack.oci.layout import read_layout
+from edgepack.runtime.labels import ImageLabels
 
 KEYS_MOUNT = "/run/edgepack"
 MANAGED_LABEL = "io.edgepack.managed"
@@ -46,9 +47,8 @@ def _layout_labels(layout_dir: Path) -> tuple[str, dict[str, str]]:
     return image.manifest_digest, labels
 
 
-def _default_name(labels: Mapping[str, str], digest: str) -> str:
-    model = labels.get("io.edgepack.model.name", "image")
-    raw = f"edgepack-{model}-{labels.get('io.edgepack.target', 'run')}-{digest.split(':')[-1][:8]}"
+def _default_name(info: ImageLabels, digest: str) -> str:
+    raw = f"edgepack-{info.model_name}-{info.target or 'run'}-{digest.split(':')[-1][:8]}"
     return re.sub(r"[^a-zA-Z0-9_.-]", "-", raw)
 
 
@@ -60,7 +60,9 @@ def resolve_image(daemon: Any, source: str) -> tuple[str, dict[str, str], str]:
     path = Path(source)
     if path.is_dir():
         digest, labels = _layout_labels(path)
-        tag = f"edgepack.local/{labels.get('io.edgepack.model.name', 'image').lower()}:{digest.split(':')[1][:16]}"
+        info = ImageLabels.from_labels(labels)
+        stem = re.sub(r"[^a-z0-9_.-]", "-", (info.model_name if info else "image").lower())
+        tag = f"edgepack.local/{stem}:{digest.split(':')[1][:16]}"
         daemon.load_layout(path, tag)
         return tag, labels, digest
     daemon.pull(source)
@@ -104,12 +106,13 @@ def run(daemon: Any, source: str, *, runs_dir: Path, name: str | None = None, po
     if name is not None:
         run_folder(runs_dir, name)  # before anything is loaded or written
     image, labels, digest = resolve_image(daemon, source)
-    if "io.edgepack.port" not in labels:
+    info = ImageLabels.from_labels(labels)
+    if info is None:
         raise EdgepackError(f"running '{source}': the image carries no edgepack run labels",
                             hint="Run images made by 'edgepack package'.")
-    name = name or _default_name(labels, digest)
-    container_port = int(labels["io.edgepack.port"])
-    auth = labels.get("io.edgepack.auth", "none")
+    name = name or _default_name(info, digest)
+    container_port = info.port
+    auth = info.auth
     run_env = dict(env or {})
     volumes: dict[str, str] = {}
     keys: dict[str, str] = {}
@@ -118,7 +121,7 @@ def run(daemon: Any, source: str, *, runs_dir: Path, name: str | None = None, po
         keys = keystore.create_keys(folder)
         volumes[str(folder)] = KEYS_MOUNT
         run_env["EDGEPACK_KEYS_FILE"] = f"{KEYS_MOUNT}/{keystore.KEYS_FILE}"
-    command = json.loads(labels["io.edgepack.local-command"]) if "io.edgepack.local-command" in labels else None
+    command = list(info.local_command) if info.local_command else None
     if host_network:
         # The server listens on the host itself: choose its port and tell it through EDGEPACK_PORT.
         container_port = port or free_port()
@@ -127,8 +130,8 @@ def run(daemon: Any, source: str, *, runs_dir: Path, name: str | None = None, po
                          labels={MANAGED_LABEL: "true", "io.edgepack.source": source}, volumes=volumes,
                          host_network=host_network)
     base = f"http://127.0.0.1:{running.host_ports[container_port]}"
-    health = base + labels.get("io.edgepack.ready-path", "/")
+    health = base + info.ready_path
     daemon.wait_ready(health, timeout=timeout, container_name=name)
-    score_path = labels.get("io.edgepack.score-path", "/score")
-    return RunResult(name=name, image=image, target=labels.get("io.edgepack.target", ""),
+    score_path = info.score_path
+    return RunResult(name=name, image=image, target=info.target,
                      url=base + score_path if score_path else base, health_url=health, auth=auth, keys=keys)

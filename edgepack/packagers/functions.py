@@ -108,11 +108,11 @@ def plan(models: tuple[ModelArtifact, ...], config: InferenceConfig, target: Fun
         entrypoint=None,
         cmd=None,
         workdir=SCRIPT_ROOT,
-        labels={**layers.model_labels(models, target.name),
-                function_index.LABEL: json.dumps(function_index.index_function_app(app_source), sort_keys=True),
-                **layers.run_labels(port=LOCAL_PORT, auth=auth_level, ready_path="/", local_command=LOCAL_COMMAND,
-                                    score_path=f"/api/{target.route}" if isinstance(target, FunctionsHttpTarget)
-                                    else "")},
+        labels={function_index.LABEL: json.dumps(function_index.index_function_app(app_source), sort_keys=True),
+                **layers.image_labels(models, target.name, port=LOCAL_PORT, auth=auth_level, ready_path="/",
+                                      local_command=LOCAL_COMMAND,
+                                      score_path=f"/api/{target.route}" if isinstance(target, FunctionsHttpTarget)
+                                      else "")},
         exposed_ports=(LOCAL_PORT,),
         local_command=LOCAL_COMMAND,
         port=LOCAL_PORT,

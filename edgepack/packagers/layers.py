@@ -5,7 +5,6 @@ Reads files' contents to hash them (the only side effect); everything returned i
 
 from __future__ import annotations
 
-import json
 from importlib import resources
 from pathlib import Path, PurePosixPath
 
@@ -14,6 +13,7 @@ from edgepack.config.schema import InferenceConfig
 from edgepack.errors import PackagingError
 from edgepack.models.artifact import ModelArtifact
 from edgepack.oci.layer import FileEntry, LayerSpec
+from edgepack.runtime.labels import ImageLabels
 from edgepack.runtime.settings import MODELS_FOLDER, ModelEntry, RuntimeConfig
 
 RUNTIME_LIB = "/opt/edgepack/lib"
@@ -119,31 +119,13 @@ def runtime_config(models: tuple[ModelArtifact, ...], config: InferenceConfig, *
     ).with_models(tuple(model_entry(m, app_root) for m in models))
 
 
-def run_labels(*, port: int, auth: str, score_path: str, ready_path: str,
-               local_command: tuple[str, ...] | None = None) -> dict[str, str]:
-    """Labels that tell ``edgepack run`` how to start and probe the image, whatever its target."""
-    labels = {"io.edgepack.port": str(port), "io.edgepack.auth": auth, "io.edgepack.score-path": score_path,
-              "io.edgepack.ready-path": ready_path}
-    if local_command:
-        labels["io.edgepack.local-command"] = json.dumps(list(local_command))
-    return labels
-
-
-def model_labels(models: tuple[ModelArtifact, ...], target: str) -> dict[str, str]:
-    """OCI labels that carry the models' identity in the image config (name, version and sha256 of a single
-    model; ``io.edgepack.models`` lists every one)."""
-    title = ", ".join(m.ref for m in models) or "no model"
-    labels = {
-        "io.edgepack.target": target,
-        "io.edgepack.models": json.dumps([{"name": m.name, "version": m.version, "sha256": m.sha256}
-                                          for m in models], sort_keys=True),
-        "org.opencontainers.image.title": f"{title} ({target})",
-    }
-    if len(models) == 1:
-        labels.update({"io.edgepack.model.name": models[0].name, "io.edgepack.model.version": str(models[0].version),
-                       "io.edgepack.model.sha256": models[0].sha256,
-                       "org.opencontainers.image.version": str(models[0].version)})
-    return labels
+def image_labels(models: tuple[ModelArtifact, ...], target: str, *, port: int, auth: str, score_path: str,
+                 ready_path: str, local_command: tuple[str, ...] | None = None) -> dict[str, str]:
+    """The image's ``io.edgepack.*`` labels: how ``edgepack run`` starts and probes it, and what it holds."""
+    return ImageLabels(target=target, port=port, auth=auth, score_path=score_path, ready_path=ready_path,
+                       local_command=local_command,
+                       models=tuple({"name": m.name, "version": m.version, "sha256": m.sha256}
+                                    for m in models)).to_labels()
 
 
 def common_env(settings: RuntimeConfig, config: InferenceConfig) -> dict[str, str]:
