@@ -13,7 +13,8 @@ def test_labels_round_trip_and_describe_the_models():
     assert labels["org.opencontainers.image.title"] == "digits:2 (functions-http)"
     assert ImageLabels.from_labels(labels) == one
     several = ImageLabels("webservice", 5001, "key", "/score", "/health",
-                          models=({"name": "a", "version": 1, "sha256": "x"}, {"name": "b", "version": 3, "sha256": "y"}))
+                          models=({"name": "a", "version": 1, "sha256": "x"},
+                                  {"name": "b", "version": 3, "sha256": "y"}))
     assert "io.edgepack.model.name" not in several.to_labels() and several.model_name == "image"
     assert ImageLabels.from_labels(several.to_labels()) == several
     assert ImageLabels.from_labels({"maintainer": "someone"}) is None
