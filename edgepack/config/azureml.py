@@ -60,6 +60,17 @@ def _empty(value: Any) -> bool:
     return value in (None, "", False, [], {}) or (isinstance(value, dict) and all(map(_empty, value.values())))
 
 
+def _base_image(image: Any, field: str, out: Flattened) -> None:
+    """An environment's base image as ``baseImage``, unless it is Azure ML's conda build image (noted)."""
+    if not image:
+        return
+    if is_azureml_base(str(image)):
+        out.notes.append(f"{field}: '{image}' is Azure ML's conda build image; the target's default base is used "
+                         "(pass --base-image to choose another)")
+    else:
+        out.data["baseImage"] = image
+
+
 def environment_block(block: Any, field: str = "environment") -> Flattened:
     """The Azure ML environment JSON of an Azure CLI inference config, as v1 keys."""
     out = Flattened({}, [], [], [])
@@ -75,16 +86,11 @@ def environment_block(block: Any, field: str = "environment") -> Flattened:
         out.data["_condaInline"] = conda
     if python.get("condaDependenciesFile"):
         out.data["condaFile"] = python["condaDependenciesFile"]
-    for key in ("baseCondaEnvironment",):
-        if not _empty(python.get(key)):
-            out.problems.append(f"{field}.python.{key}: not supported (environments are resolved with pip)")
+    if not _empty(python.get("baseCondaEnvironment")):
+        out.problems.append(f"{field}.python.baseCondaEnvironment: not supported (environments are resolved "
+                            "with pip)")
     docker = block.get("docker") or {}
-    image = docker.get("baseImage")
-    if image and not is_azureml_base(str(image)):
-        out.data["baseImage"] = image
-    elif image:
-        out.notes.append(f"{field}.docker.baseImage: '{image}' is Azure ML's conda build image; the target's "
-                         "default base is used (pass --base-image to choose another)")
+    _base_image(docker.get("baseImage"), f"{field}.docker.baseImage", out)
     if docker.get("baseDockerfile"):
         out.problems.append(f"{field}.docker.baseDockerfile: not supported: edgepack builds without running a "
                             "Dockerfile; build that image yourself and name it as docker.baseImage")
@@ -170,12 +176,7 @@ def _v2_environment(value: Any, base: Path, out: Flattened) -> None:
     if value.get("inference_config"):
         out.problems.append("environment.inference_config: custom serving containers are not supported; "
                             "edgepack serves the scoring script with its own runtime")
-    image = value.get("image")
-    if image and not is_azureml_base(str(image)):
-        out.data["baseImage"] = image
-    elif image:
-        out.notes.append(f"environment.image: '{image}' is Azure ML's conda build image; the target's default "
-                         "base is used (pass --base-image to choose another)")
+    _base_image(value.get("image"), "environment.image", out)
     if value.get("conda_file"):
         conda = value["conda_file"]
         if isinstance(conda, dict):
