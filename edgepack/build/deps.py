@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from string import Template
 
@@ -123,6 +123,11 @@ class PipFailed(Exception):
 
 
 _REDACT = re.compile(r"(://)[^/@\s]+@")
+
+
+def _with_wheelhouse(sources: Sources | None, cache: Cache) -> Sources:
+    """``sources`` with the cache's wheelhouse (the wheels built on this host from source distributions)."""
+    return replace(sources or Sources(), wheelhouse=cache.root / "wheelhouse")
 
 
 def _pip_base(platform: PythonPlatform, sources: Sources | None = None) -> list[str]:
@@ -334,15 +339,16 @@ def resolve(requirements: tuple[str, ...], platform: PythonPlatform, cache: Cach
         PackagingError: a requirement cannot be satisfied for the image's Python and platform (naming it, the
             platform, and the nearest release that would work), or a dependency needs compiling.
     """
-    sources = sources or Sources()
+    sources = _with_wheelhouse(sources, cache)
     wheelhouse = cache.root / "wheelhouse"
-    sources = Sources(sources.index_urls, sources.find_links, wheelhouse, sources.conda_packages)
     lock_key = hashlib.sha256(json.dumps({"req": list(requirements), "sources": sources.key(),
                                           **platform.key()}).encode()).hexdigest()
     cached = None if refresh else cache.read_index("locks", lock_key)
     if cached:
         return ResolvedSet(tuple(cached["pins"]), tuple(cached["hashes"]))
+    asked, extra = requirements, ()  # extra: what edgepack adds (numpy<2 for packages built before NumPy 2)
     for _ in range(8):  # each round builds at most one source distribution
+        requirements = (*asked, *extra)
         try:
             items = _dry_run(requirements, platform, sources)
         except PipFailed as exc:
@@ -357,15 +363,13 @@ def resolve(requirements: tuple[str, ...], platform: PythonPlatform, cache: Cach
         if stale and "numpy<2" not in requirements:
             log.warning("%s %s compiled against NumPy 1 (released before NumPy 2.0) and cannot load with NumPy "
                         "2: resolving again with numpy<2", ", ".join(stale), "is" if len(stale) == 1 else "are")
-            requirements = (*requirements, "numpy<2")
+            extra = ("numpy<2",)
             continue
         break
     else:
         raise PackagingError(f"resolving python requirements for {_where(platform)}: too many rounds",
                              hint="Pin versions that publish wheels.")
-    asked = tuple(r for r in requirements if r != "numpy<2" or requirements.count(r) > 1) \
-        if requirements[-1:] == ("numpy<2",) else requirements
-    for warning in _backtracked(asked, items, platform, skip={"numpy"} if asked != requirements else set()):
+    for warning in _backtracked(asked, items, platform, skip={"numpy"} if extra else set()):
         log.warning("%s", warning)
     items = sorted(items, key=lambda i: i["metadata"]["name"].lower())
     pins = tuple(f"{i['metadata']['name']}=={i['metadata']['version']}" for i in items)
@@ -392,10 +396,8 @@ def install(resolved: ResolvedSet, platform: PythonPlatform, cache: Cache, *,
     staged = Path(tempfile.mkdtemp(dir=final.parent, prefix=".tmp-"))
     try:
         if resolved.pins:
-            sources = sources or Sources()
-            sources = Sources(sources.index_urls, sources.find_links, cache.root / "wheelhouse")
-            _run_pip(_pip_base(platform, sources) + ["--no-deps", "--no-compile", "--quiet", "--target",
-                                                     str(staged), *resolved.pins],
+            args = ["--no-deps", "--no-compile", "--quiet", "--target", str(staged), *resolved.pins]
+            _run_pip(_pip_base(platform, _with_wheelhouse(sources, cache)) + args,
                      what="installing python packages for the image")
         _strip_host_specific(staged)
         return cache.commit_dir("sites", key, staged)
