@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import ssl
 import subprocess
 import sys
@@ -58,6 +59,7 @@ def index_url() -> str:
     return (os.environ.get("PIP_INDEX_URL") or _pip_config().get("index-url") or PUBLIC_INDEX).rstrip("/")
 
 
+@functools.lru_cache(maxsize=1)
 def _verify() -> ssl.SSLContext:
     cert = os.environ.get("PIP_CERT") or _pip_config().get("cert")
     return ssl.create_default_context(cafile=cert if cert and os.path.exists(cert) else None)
@@ -72,12 +74,19 @@ def supported_tags(platform: "PythonPlatform") -> frozenset[Tag]:
 
 
 def releases(name: str, platform: "PythonPlatform", *, url: str | None = None) -> dict[Version, Release] | None:
-    """Every release of ``name`` on the index, newest last; None when the index has no such project.
+    """Every release of ``name`` on the index, newest last; None when the index has no such project. Read once
+    per process for each project, platform and index (a resolution asks about a project from several checks);
+    treat the answer as read-only.
 
     Raises:
-        httpx.HTTPError: the index could not be read.
+        httpx.HTTPError: the index could not be read (not remembered: the next call asks again).
     """
-    response = httpx.get(f"{url or index_url()}/{name}/", headers={"Accept": _ACCEPT}, verify=_verify(),
+    return _releases(re.sub(r"[-_.]+", "-", name).lower(), platform, url or index_url())
+
+
+@functools.lru_cache(maxsize=512)
+def _releases(name: str, platform: "PythonPlatform", url: str) -> dict[Version, Release] | None:
+    response = httpx.get(f"{url}/{name}/", headers={"Accept": _ACCEPT}, verify=_verify(),
                          follow_redirects=True, timeout=30)
     if response.status_code == 404:
         return None
