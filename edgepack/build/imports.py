@@ -9,10 +9,10 @@ inside a ``try`` block are optional by the script's own design and are not check
 
 from __future__ import annotations
 
-import ast
 import sys
 from pathlib import Path
 
+from edgepack.config.entry import script_imports
 from edgepack.errors import PackagingError
 
 # Import names whose package on the index is named otherwise, for the hint.
@@ -23,32 +23,9 @@ PACKAGE_NAMES = {"sklearn": "scikit-learn", "cv2": "opencv-python-headless", "PI
 RUNTIME_MODULES = frozenset({"edgepack", "azureml", "triggers"})
 
 
-def _optional(tree: ast.AST) -> set[int]:
-    """ids of import nodes inside a try block."""
-    inside: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Try):
-            for child in node.body:
-                inside.update(id(n) for n in ast.walk(child) if isinstance(n, (ast.Import, ast.ImportFrom)))
-    return inside
-
-
 def required_imports(script: Path) -> set[str]:
     """Top-level modules ``script`` imports outside try blocks (empty when it cannot be parsed)."""
-    try:
-        tree = ast.parse(script.read_text(), filename=str(script))
-    except (SyntaxError, OSError, UnicodeDecodeError):
-        return set()
-    optional = _optional(tree)
-    found = set()
-    for node in ast.walk(tree):
-        if id(node) in optional:
-            continue
-        if isinstance(node, ast.Import):
-            found.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module.split(".")[0])
-    return found
+    return {module.split(".")[0] for module in script_imports(script, optional=False)}
 
 
 def top_level_modules(folder: Path) -> set[str]:

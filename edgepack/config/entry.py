@@ -38,14 +38,28 @@ def run_decorators(path: Path) -> set[str]:
     return set()
 
 
-def script_imports(path: Path) -> dict[str, set[str]]:
-    """Modules the script imports (anywhere in it), each with the names taken from it by ``from ... import``."""
+def _in_try_blocks(tree: ast.AST) -> set[int]:
+    """ids of the import nodes inside a try block (optional imports, by the script's own design)."""
+    inside: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try):
+            for child in node.body:
+                inside.update(id(n) for n in ast.walk(child) if isinstance(n, (ast.Import, ast.ImportFrom)))
+    return inside
+
+
+def script_imports(path: Path, *, optional: bool = True) -> dict[str, set[str]]:
+    """Modules the script imports (anywhere in it; ``optional=False`` leaves out those inside try blocks), each
+    with the names taken from it by ``from ... import``. Empty when the script cannot be parsed."""
     try:
         tree = ast.parse(path.read_text(), filename=str(path))
     except (SyntaxError, OSError, UnicodeDecodeError):
         return {}
+    skip = set() if optional else _in_try_blocks(tree)
     found: dict[str, set[str]] = {}
     for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
         if isinstance(node, ast.Import):
             for alias in node.names:
                 found.setdefault(alias.name, set())
