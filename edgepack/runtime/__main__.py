@@ -61,8 +61,6 @@ def main(argv: list[str] | None = None) -> int:
 
 async def _run(server: ScoringServer, runtime: Runtime, host: str, port: int, log: logging.Logger, *,
                reuse_port: bool) -> int:
-    listener = await serve(server, host, port, reuse_port=reuse_port)
-    log.info("listening on %s:%d", host, port)
     failed = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -74,10 +72,20 @@ async def _run(server: ScoringServer, runtime: Runtime, host: str, port: int, lo
             log.error("init failed: %s", exc, exc_info=exc.__cause__)
             loop.call_soon_threadsafe(failed.set)
 
+    if reuse_port:
+        # One of several processes on the port: listen only once the model is loaded, so the kernel never hands
+        # a connection to a (re)starting worker that could only answer 503 while the others are ready.
+        await loop.run_in_executor(None, load)
+        await asyncio.sleep(0)  # let failed.set run
+        if failed.is_set():
+            return 1
+    listener = await serve(server, host, port, reuse_port=reuse_port)
+    log.info("listening on %s:%d", host, port)
     stopped = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):  # docker stop: finish, flush the access log, exit 0
         loop.add_signal_handler(signum, stopped.set)
-    threading.Thread(target=load, name="init", daemon=True).start()
+    if not reuse_port:  # one process: serve liveness (and 503 for scoring) while init() runs
+        threading.Thread(target=load, name="init", daemon=True).start()
     async with listener:
         await asyncio.wait([loop.create_task(failed.wait()), loop.create_task(stopped.wait())],
                            return_when=asyncio.FIRST_COMPLETED)
