@@ -35,8 +35,7 @@ IN_IMAGE_ALLOWED = {
 }
 # The library's layers, lowest first: a package may import its own layer and those below, never above.
 LAYERS = [("errors",), ("oci", "config", "targets", "home"), ("models",), ("registry", "runtime"),
-          ("build", "packagers", "deploy"), ("profiling",), ("api",), ("cli", "cli_support", "cli_deploy",
-                                                                        "cli_profile")]
+          ("build", "packagers", "deploy"), ("profiling",), ("api",), ("cli",)]
 
 
 def _all_imports(path: Path) -> set[str]:

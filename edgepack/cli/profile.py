@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from edgepack import api
-from edgepack.cli_support import home_from_env
+from edgepack.cli.support import home_from_env
 
 
 def _concurrencies(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from edgepack import api
-from edgepack.cli_support import parse_pairs, registry_flags, registry_options
+from edgepack.cli.support import parse_pairs, registry_flags, registry_options
 
 
 @click.group()

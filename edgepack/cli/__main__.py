@@ -1,0 +1,5 @@
+"""``python -m edgepack.cli``."""
+
+from edgepack.cli.main import main
+
+main()
