@@ -54,8 +54,9 @@ def load_app(script_root: str, script: str | None = None) -> list[IndexedFunctio
         functions = apps[0].get_functions()
     except ValueError as exc:
         raise IndexError_(f"indexing '{path}': {exc}") from exc
-    return [IndexedFunction(f.get_function_name(), tuple(json.loads(b) for b in f.get_raw_bindings()),
-                            f.get_user_function()) for f in functions]
+    return [IndexedFunction(f.get_function_name() or f.get_user_function().__name__,
+                            tuple(json.loads(b) for b in f.get_raw_bindings()), f.get_user_function())
+            for f in functions]
 
 
 def function_json(fn: IndexedFunction) -> dict[str, Any]:

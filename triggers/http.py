@@ -20,8 +20,8 @@ from urllib.parse import parse_qsl
 import azure.functions as func
 
 from edgepack.runtime.keys import KeyRing
-from edgepack.runtime.scoring import ScoreResult, error_result, internal_error
-from edgepack.runtime.http import Request, json_result
+from edgepack.runtime.response import Response, error_response, internal_error, json_response
+from edgepack.runtime.http import Request
 from triggers.host import IndexedFunction
 
 log = logging.getLogger("triggers.http")
@@ -61,12 +61,12 @@ class HttpFunctions:
         """True when a route requires a key."""
         return any(level != "ANONYMOUS" for _, _, level, _ in self.routes)
 
-    def match(self, request: Request) -> tuple[ScoreResult | None, Any]:
+    def match(self, request: Request) -> tuple[Response | None, Any]:
         """Find the function for a request: (error, None) or (None, (fn, route params))."""
         path = request.path.strip("/")
         if self.prefix:
             if not (path == self.prefix or path.startswith(self.prefix + "/")):
-                return error_result(404, f"no function at '{request.path}'"), None
+                return error_response(404, f"no function at '{request.path}'"), None
             path = path[len(self.prefix):].strip("/")
         allowed: list[str] = []
         for regex, methods, level, fn in self.routes:
@@ -77,14 +77,14 @@ class HttpFunctions:
                 allowed += methods
                 continue
             if not self._authorized(request, level):
-                return error_result(401, f"missing or wrong key for function '{fn.name}': send it as the "
+                return error_response(401, f"missing or wrong key for function '{fn.name}': send it as the "
                                          "x-functions-key header or the code query parameter"), None
             return None, (fn, {k: v for k, v in m.groupdict().items() if v is not None})
         if allowed:
-            result = error_result(405, f"method {request.method} is not allowed on '{request.path}'")
+            result = error_response(405, f"method {request.method} is not allowed on '{request.path}'")
             result.headers["Allow"] = ", ".join(sorted(set(allowed)))
             return result, None
-        return error_result(404, f"no function at '{request.path}'"), None
+        return error_response(404, f"no function at '{request.path}'"), None
 
     def _authorized(self, request: Request, level: str) -> bool:
         names = LEVEL_KEYS.get(level.upper(), LEVEL_KEYS["FUNCTION"])
@@ -93,7 +93,7 @@ class HttpFunctions:
         presented = request.headers.get("x-functions-key") or dict(parse_qsl(request.query)).get("code")
         return self.keys.matches(presented, names)
 
-    def invoke(self, fn: IndexedFunction, request: Request, route_params: dict[str, str]) -> ScoreResult:
+    def invoke(self, fn: IndexedFunction, request: Request, route_params: dict[str, str]) -> Response:
         """Call the user function with a real func.HttpRequest and convert what it returns."""
         started = time.perf_counter()
         req = func.HttpRequest(method=request.method, url=f"http://localhost{request.target}",
@@ -114,18 +114,18 @@ class HttpFunctions:
         return result
 
 
-def _convert(out: Any) -> ScoreResult:
+def _convert(out: Any) -> Response:
     if isinstance(out, func.HttpResponse):
         headers = {k: v for k, v in out.headers.items() if k.lower() not in ("content-type", "content-length")}
         mime = out.mimetype or "text/plain"
         if out.charset and mime.startswith("text/"):
             mime += f"; charset={out.charset}"
-        return ScoreResult(out.status_code, out.get_body(), mime, headers)
+        return Response(out.status_code, out.get_body(), mime, headers)
     if isinstance(out, (str, bytes)):
-        return ScoreResult(200, out.encode() if isinstance(out, str) else out, "text/plain")
+        return Response(200, out.encode() if isinstance(out, str) else out, "text/plain")
     if out is None:
-        return ScoreResult(204, b"", "text/plain")
-    return ScoreResult(200, json.dumps(out).encode())
+        return Response(204, b"", "text/plain")
+    return Response(200, json.dumps(out).encode())
 
 
 class HttpHost:
@@ -136,12 +136,12 @@ class HttpHost:
     def __init__(self, routes: HttpFunctions, functions: list[IndexedFunction]) -> None:
         self.routes, self.functions = routes, functions
 
-    def admit(self, request: Request) -> ScoreResult | None:
+    def admit(self, request: Request) -> Response | None:
         """Answer liveness, unknown routes, wrong methods or keys and oversized bodies before the body is read."""
         if request.path in ("", "/") and request.method in ("GET", "HEAD"):
-            return json_result(200, {"status": "alive", "functions": [f.name for f in self.functions]})
+            return json_response(200, {"status": "alive", "functions": [f.name for f in self.functions]})
         if request.length > self.max_body:
-            return error_result(413, f"request body of {request.length} bytes exceeds the limit of "
+            return error_response(413, f"request body of {request.length} bytes exceeds the limit of "
                                      f"{self.max_body} bytes")
         error, found = self.routes.match(request)
         if error is not None:

@@ -31,9 +31,9 @@ def function_message(msg: ServiceBusReceivedMessage) -> FunctionMessage:
     """The message as the Python worker hands it to a function (metadata included)."""
     props = {_text(k): _text(v) for k, v in (msg.application_properties or {}).items()}
     return FunctionMessage(
-        body=b"".join(msg.body) if not isinstance(msg.body, bytes) else msg.body, message_id=msg.message_id,
+        body=b"".join(msg.body) if not isinstance(msg.body, bytes) else msg.body, message_id=msg.message_id or "",
         application_properties=props, user_properties=props, content_type=msg.content_type,
-        correlation_id=msg.correlation_id, delivery_count=msg.delivery_count + 1,
+        correlation_id=msg.correlation_id, delivery_count=(msg.delivery_count or 0) + 1,
         enqueued_time_utc=msg.enqueued_time_utc, locked_until=msg.locked_until_utc, lock_token=str(msg.lock_token),
         sequence_number=msg.sequence_number, dead_letter_reason=msg.dead_letter_reason,
         dead_letter_error_description=msg.dead_letter_error_description, subject=msg.subject,
@@ -94,7 +94,7 @@ class ServiceBusTrigger:
                                                        correlation_id=msg.message_id))
         except Exception as exc:  # noqa: BLE001 - the user function may raise anything: abandon, count a try
             receiver.abandon_message(msg)
-            outcome = f"abandoned (delivery {msg.delivery_count + 1}): {exc}"
+            outcome = f"abandoned (delivery {(msg.delivery_count or 0) + 1}): {exc}"
         else:
             receiver.complete_message(msg)
             outcome = "completed"

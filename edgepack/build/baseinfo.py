@@ -46,8 +46,8 @@ def _scan_layer(path: Path, found: dict) -> None:
                 found.setdefault("pythons", set()).add(int(m.group(1)))
             elif "glibc" not in found and _LIBC.match(name) and member.isfile():
                 data = tar.extractfile(member).read()  # type: ignore[union-attr]
-                if m := _LIBC_VERSION.search(data):
-                    found["glibc"] = (int(m.group(1)), int(m.group(2)))
+                if version := _LIBC_VERSION.search(data):
+                    found["glibc"] = (int(version.group(1)), int(version.group(2)))
             elif "glibc" not in found and (m := _LIBC_FILE.search(name)):
                 found["glibc"] = (int(m.group(1)), int(m.group(2)))
 
@@ -62,7 +62,7 @@ def inspect_base(config: dict, layer_paths: list[Path], *, cache: Cache, manifes
     cached = cache.read_index("baseinfo", key)
     if cached and "modules" in cached:
         glibc = tuple(cached["glibc"]) if cached["glibc"] else None
-        return BaseInfo(cached["python_version"], glibc, cached["arch"],  # type: ignore[arg-type]
+        return BaseInfo(cached["python_version"], glibc, cached["arch"],
                         frozenset(cached["modules"]))
     found: dict = {}
     for path in reversed(layer_paths):

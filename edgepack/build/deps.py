@@ -272,7 +272,7 @@ def _unfit_pin(requirements: tuple[str, ...], platform: PythonPlatform) -> Requi
 
 
 def _backtracked(requirements: tuple[str, ...], items: list[dict], platform: PythonPlatform, *,
-                 skip: set[str] = frozenset()) -> list[str]:
+                 skip: frozenset[str] | set[str] = frozenset()) -> list[str]:
     """Top-level requirements pip resolved to a release far older (another major or minor) than the newest one
     they allow, with why when the index tells: no wheel for the platform, or a dependency that has none."""
     chosen = {i["metadata"]["name"].lower().replace("_", "-"): Version(i["metadata"]["version"]) for i in items}
@@ -346,7 +346,8 @@ def resolve(requirements: tuple[str, ...], platform: PythonPlatform, cache: Cach
     cached = None if refresh else cache.read_index("locks", lock_key)
     if cached:
         return ResolvedSet(tuple(cached["pins"]), tuple(cached["hashes"]))
-    asked, extra = requirements, ()  # extra: what edgepack adds (numpy<2 for packages built before NumPy 2)
+    asked = requirements
+    extra: tuple[str, ...] = ()  # what edgepack adds (numpy<2 for packages built before NumPy 2)
     for _ in range(8):  # each round builds at most one source distribution
         requirements = (*asked, *extra)
         try:

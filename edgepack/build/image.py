@@ -6,6 +6,7 @@ the same plan, base and mtime always give the same manifest digest.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -125,7 +126,7 @@ def build_image(plan: ImagePlan, *, base: Any, cache: Cache, mtime: int,
         if isinstance(layer, PipLayer):
             key, make_spec = materialize_pip(layer)
         else:
-            key, make_spec = layer.key(mtime), (lambda spec=layer: spec)
+            key, make_spec = layer.key(mtime), functools.partial(lambda spec: spec, layer)
         desc, diff_id = _build_layer(key, layer.name, make_spec, cache, mtime)
         new_layers.append(desc)
         diff_ids.append(diff_id)

@@ -152,7 +152,7 @@ def _v2_model(value: Any, base: Path, out: Flattened) -> None:
         out.problems.append(f"model.path: '{value['path']}' does not exist (relative to {base})")
         return
     version = value.get("version")
-    out.models.append(ModelSource(str(value.get("name") or path.stem), int(version) if str(version).isdigit()
+    out.models.append(ModelSource(str(value.get("name") or path.stem), int(str(version)) if str(version).isdigit()
                                   else None, path))
 
 

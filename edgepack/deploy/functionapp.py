@@ -57,7 +57,7 @@ class RecordedRequest:
 
 
 def _is_read(request: requests.PreparedRequest) -> bool:
-    return request.method == "GET" or (request.method == "POST" and request.url.split("?")[0].endswith("/list"))
+    return request.method == "GET" or (request.method == "POST" and str(request.url).split("?")[0].endswith("/list"))
 
 
 class DryRunAdapter(BaseAdapter):
@@ -68,12 +68,15 @@ class DryRunAdapter(BaseAdapter):
         self.inner = inner
         self.recorded: list[RecordedRequest] = []
 
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+    def send(self, request: requests.PreparedRequest, stream: bool = False, timeout: Any = None,
+             verify: bool | str = True, cert: Any = None, proxies: Any = None) -> requests.Response:
         if _is_read(request):
-            return self.inner.send(request, **kwargs)
-        body = json.loads(request.body) if request.body else None
+            return self.inner.send(request, stream=stream, timeout=timeout, verify=verify, cert=cert,
+                                   proxies=proxies)
+        raw = request.body
+        body = json.loads(raw) if isinstance(raw, (str, bytes)) and raw else None
         self.recorded.append(RecordedRequest(request.method or "", request.url or "", body))
-        content = request.body if isinstance(request.body, bytes) else (request.body or "").encode()
+        content = raw if isinstance(raw, bytes) else raw.encode() if isinstance(raw, str) else b""
         return json_response(request, 200, content)
 
     def close(self) -> None:
@@ -87,7 +90,7 @@ def json_response(request: requests.PreparedRequest, status: int, content: bytes
     response.raw = urllib3.HTTPResponse(body=io.BytesIO(content), status=status, preload_content=False,
                                         headers={"Content-Type": "application/json"})
     response.headers["Content-Type"] = "application/json"
-    response.request, response.url = request, request.url
+    response.request, response.url = request, request.url or ""
     return response
 
 
@@ -162,11 +165,13 @@ def deploy(client: Any, options: FunctionAppOptions, *, on_step: Callable[[str],
         fx = f"DOCKER|{ref}"
         if exists:
             step(f"pointing '{name}' at {ref}")
-            client.web_apps.update_configuration(rg, name, SiteConfigResource(linux_fx_version=fx))
+            client.web_apps.update_configuration(rg, name, SiteConfigResource(linux_fx_version=fx))  # type: ignore[call-overload]
         else:
             step(f"creating function app '{name}' on plan '{options.plan}'")
-            site = Site(location=plan.location, kind="functionapp,linux,container", server_farm_id=plan.id,
-                        reserved=True, site_config=SiteConfig(linux_fx_version=fx))
+            # azure-mgmt-web 11 flattens these keywords into ``properties`` at run time; its stubs list only
+            # the nested form, hence the ignore.
+            site = Site(location=plan.location, kind="functionapp,linux,container",  # type: ignore[call-overload]
+                        server_farm_id=plan.id, reserved=True, site_config=SiteConfig(linux_fx_version=fx))
             client.web_apps.begin_create_or_update(rg, name, site).result()
         step(f"writing {len(settings)} app settings (merged with the {len(current)} already there)")
         client.web_apps.update_application_settings(rg, name, StringDictionary(properties=settings))

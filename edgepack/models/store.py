@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Mapping, Protocol
 
 from edgepack.errors import InvalidModel, ModelError, ModelNotFound
-from edgepack.models.artifact import ModelArtifact, ModelFile, content_sha256
+from edgepack.models.artifact import ModelArtifact, ModelFile, TensorSpec, content_sha256
 from edgepack.models.inspect import inspect_onnx
 from edgepack.oci.layer import file_sha256
 
@@ -153,7 +153,8 @@ class LocalModelStore:
                              hint="Check the path to the model file or folder.")
         sources = _collect(path)
         onnx_files = [src for rel, src in sources if rel.endswith(".onnx")]
-        inputs = outputs = ()
+        inputs: tuple[TensorSpec, ...] = ()
+        outputs: tuple[TensorSpec, ...] = ()
         if len(onnx_files) == 1:
             inputs, outputs = inspect_onnx(onnx_files[0])
         version, staging = self._claim(name)

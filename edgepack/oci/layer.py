@@ -125,7 +125,7 @@ class _HashingWriter(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, b) -> int:  # type: ignore[override]
+    def write(self, b) -> int:
         view = memoryview(b)
         self.hash.update(view)
         self._target.write(view)

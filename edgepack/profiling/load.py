@@ -49,7 +49,7 @@ async def _client(host: str, port: int, requests: list[bytes], index: int, deadl
     reader = writer = None
     try:
         while time.perf_counter() < deadline:
-            if writer is None:
+            if writer is None or reader is None:
                 reader, writer = await asyncio.open_connection(host, port)
             started = time.perf_counter()
             writer.write(requests[index % len(requests)])

@@ -6,6 +6,7 @@ pointing at missing blobs; blobs already uploaded are simply found by HEAD next 
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -119,7 +120,7 @@ class _Uploader:
             try:
                 resp = self.client.request("PATCH", location, scope=scope, action=action, headers=headers,
                                            ok=(202,), retry=False,
-                                           content=lambda o=offset, n=length: _chunks(f, o, n, done, on_bytes))
+                                           content=functools.partial(_chunks, f, offset, length, done, on_bytes))
                 return offset + length, resp.headers["Location"]
             except RegistryError as exc:
                 if attempt + 1 == _CHUNK_TRIES or not exc.temporary:

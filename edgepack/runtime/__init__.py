@@ -2,6 +2,7 @@
 onnxruntime only; it is copied into images as files and never imports the rest of edgepack.
 """
 
-from edgepack.runtime.scoring import Runtime, ScoreResult, load_runtime
+from edgepack.runtime.response import Response
+from edgepack.runtime.scoring import Runtime, load_runtime
 
-__all__ = ["Runtime", "ScoreResult", "load_runtime"]
+__all__ = ["Runtime", "Response", "load_runtime"]

@@ -9,6 +9,7 @@ previous one runs. ``max_wait`` (seconds) lets an idle batcher wait that long fo
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import traceback
 from concurrent.futures import Executor
@@ -18,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgepack.runtime import tensors
-from edgepack.runtime.scoring import ScoreResult, error_result, internal_error
+from edgepack.runtime.response import Response, error_response, internal_error
 
 
 
@@ -49,14 +50,14 @@ class Batcher:
         """True when this request is a tensor and the entry script can take batches."""
         return self.batch_fn() is not None and tensors.is_tensor_request(content_type, body)
 
-    def submit(self, body: bytes, accept: str | None) -> ScoreResult | asyncio.Future:
+    def submit(self, body: bytes, accept: str | None) -> Response | asyncio.Future:
         """Queue one request; returns a refusal at once, or a future of its share of a batch's output."""
         try:
             array = tensors.decode(body)
         except ValueError as exc:
-            return error_result(400, f"request body: {exc}")
+            return error_response(400, f"request body: {exc}")
         if array.shape[0] > self.max_batch:
-            return error_result(413, f"{array.shape[0]} rows exceed the batch limit of {self.max_batch}; "
+            return error_response(413, f"{array.shape[0]} rows exceed the batch limit of {self.max_batch}; "
                                      "split the request")
         loop = asyncio.get_running_loop()
         pending = _Pending(array, tensors.wants_json(accept), loop.create_future())
@@ -81,7 +82,7 @@ class Batcher:
             self.queue = [item for item in self.queue if id(item) not in taken]
             self.running += 1
             future = loop.run_in_executor(self.pool, self._run, batch)
-            future.add_done_callback(lambda done, batch=batch: self._finished(loop, batch, done))
+            future.add_done_callback(functools.partial(self._finished, loop, batch))
 
     def _timer_fired(self, loop: asyncio.AbstractEventLoop) -> None:
         self._timer = None
@@ -92,16 +93,18 @@ class Batcher:
         try:
             results = done.result()
         except BaseException as exc:  # the pool shut down under it: answer rather than hang the requests
-            results = [error_result(503, f"scoring is shutting down: {type(exc).__name__}")] * len(batch)
+            results = [error_response(503, f"scoring is shutting down: {type(exc).__name__}")] * len(batch)
         for item, result in zip(batch, results):
             if not item.future.done():
                 item.future.set_result(result)
         self._dispatch(loop)
 
-    def _run(self, batch: list[_Pending]) -> list[ScoreResult]:
+    def _run(self, batch: list[_Pending]) -> list[Response]:
         """In a worker thread: stack, call run_batch once, split and encode. Never raises."""
         fn = self.batch_fn()
         try:
+            if fn is None:
+                raise RuntimeError("the entry script has no run_batch() any more")
             stacked = batch[0].array if len(batch) == 1 else np.concatenate([item.array for item in batch])
             output = fn(stacked)
             parts = _split(output, [item.array.shape[0] for item in batch])
@@ -112,7 +115,7 @@ class Batcher:
         results = []
         for item, part in zip(batch, parts):
             body, content_type = tensors.encode(part, as_json=item.as_json)
-            results.append(ScoreResult(200, body, content_type))
+            results.append(Response(200, body, content_type))
         return results
 
 

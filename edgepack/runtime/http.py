@@ -4,7 +4,7 @@ back-pressure, and no coroutine, task or timer per request on the fast path.
 An ``App`` answers in two steps. ``admit(request)`` sees the head before the body is read and may answer at
 once (404, 401, 413, 503...); a request it answers early with a body still unsent closes the connection, since
 the next request's head would start inside that body. ``respond(request)`` gets the request with its body and
-returns a ScoreResult, or an awaitable of one for work done elsewhere (a thread pool, a batch).
+returns a Response, or an awaitable of one for work done elsewhere (a thread pool, a batch).
 
 A head, or a body once its head arrived, must arrive within ``read_timeout``; an idle keep-alive connection
 is closed after it too. A slow client thus only ever holds its own connection.
@@ -13,14 +13,13 @@ is closed after it too. A slow client thus only ever holds its own connection.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import traceback
 from http import HTTPStatus
-from typing import Any, Awaitable, Protocol
+from typing import Any, Awaitable, Protocol, cast
 
 from edgepack.runtime.accesslog import FLUSH_SECONDS, AccessLog
-from edgepack.runtime.scoring import ScoreResult, error_result, internal_error
+from edgepack.runtime.response import Response, error_response, internal_error
 
 MAX_HEADER_BYTES = 64 << 10
 # Headers that say where a request ends: two different values would let peers disagree about it (smuggling).
@@ -43,14 +42,9 @@ class Request:
 class App(Protocol):
     """What an HttpProtocol serves."""
 
-    def admit(self, request: Request) -> ScoreResult | None: ...
+    def admit(self, request: Request) -> Response | None: ...
 
-    def respond(self, request: Request) -> ScoreResult | Awaitable[ScoreResult]: ...
-
-
-def json_result(status: int, value: Any) -> ScoreResult:
-    """A JSON response."""
-    return ScoreResult(status, json.dumps(value).encode())
+    def respond(self, request: Request) -> Response | Awaitable[Response]: ...
 
 
 def parse_head(raw: bytes) -> Request:
@@ -80,7 +74,7 @@ def parse_head(raw: bytes) -> Request:
     return Request(parts[0].upper(), parts[1], headers)
 
 
-def encode(result: ScoreResult, *, keep_alive: bool, head_only: bool = False) -> bytes:
+def encode(result: Response, *, keep_alive: bool, head_only: bool = False) -> bytes:
     """Serialize a response (``head_only`` for HEAD requests: the headers of the body, without it)."""
     head = (f"HTTP/1.1 {result.status} {_REASONS.get(result.status, '')}\r\nContent-Type: {result.content_type}"
             f"\r\nContent-Length: {len(result.body)}\r\nConnection: {'keep-alive' if keep_alive else 'close'}\r\n")
@@ -92,6 +86,8 @@ def encode(result: ScoreResult, *, keep_alive: bool, head_only: bool = False) ->
 class HttpProtocol(asyncio.Protocol):
     """One connection."""
 
+    transport: asyncio.Transport  # set by connection_made, before anything else is called
+
     def __init__(self, app: App, watch: "Connections", access: AccessLog) -> None:
         self.app, self.watch, self.access = app, watch, access
         self.buffer = bytearray()
@@ -100,13 +96,12 @@ class HttpProtocol(asyncio.Protocol):
         self.write_paused = False
         self.reading_paused = False
         self.closed = False
-        self.transport: asyncio.Transport | None = None
         self.deadline: float | None = None
         self.started = 0.0
         self.eof = False  # the client half-closed: answer what it sent, then close
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # a stream server's are
         self.deadline = time.monotonic() + self.watch.read_timeout
         self.watch.open.add(self)
 
@@ -124,7 +119,7 @@ class HttpProtocol(asyncio.Protocol):
         return True
 
     def _finish(self) -> None:
-        if not self.closed and self.transport is not None:
+        if not self.closed:
             self.watch.write(self.transport, b"", close=True)  # after every answer queued before it
             self.closed = True
 
@@ -146,7 +141,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def close(self) -> None:
         """Close the connection (deadline passed, or the server stops)."""
-        if not self.closed and self.transport is not None:
+        if not self.closed:
             self.closed = True
             self.transport.close()
 
@@ -197,9 +192,9 @@ class HttpProtocol(asyncio.Protocol):
             self.reading_paused = False
             self.transport.resume_reading()
 
-    def _early(self, request: Request) -> ScoreResult | None:
+    def _early(self, request: Request) -> Response | None:
         if "chunked" in request.headers.get("transfer-encoding", "").lower():
-            return error_result(411, "send a Content-Length; chunked request bodies are not accepted")
+            return error_response(411, "send a Content-Length; chunked request bodies are not accepted")
         return self.app.admit(request)
 
     def _answer(self, request: Request) -> None:
@@ -207,7 +202,7 @@ class HttpProtocol(asyncio.Protocol):
             result = self.app.respond(request)
         except Exception:  # a bug in the app: answer (the details go to the log, under an error id)
             result = internal_error("internal error", "answering a request failed", traceback.format_exc())
-        if isinstance(result, ScoreResult):
+        if isinstance(result, Response):
             self._send(request, result, keep=request.keep_alive)
             return
         self.busy = True
@@ -217,7 +212,7 @@ class HttpProtocol(asyncio.Protocol):
     def _answered(self, request: Request, done: asyncio.Future) -> None:
         self.busy = False
         if done.cancelled():
-            result = error_result(503, "the request was cancelled")
+            result = error_response(503, "the request was cancelled")
         elif done.exception() is not None:
             error = done.exception()
             result = internal_error("internal error", "answering a request failed",
@@ -231,7 +226,7 @@ class HttpProtocol(asyncio.Protocol):
         if self.eof and not self.busy:
             self._finish()
 
-    def _send(self, request: Request, result: ScoreResult, *, keep: bool) -> None:
+    def _send(self, request: Request, result: Response, *, keep: bool) -> None:
         self.watch.write(self.transport, encode(result, keep_alive=keep, head_only=request.method == "HEAD"),
                          close=not keep)
         self.access.record(request.method, request.path, result.status, (time.perf_counter() - self.started) * 1000)
@@ -241,7 +236,7 @@ class HttpProtocol(asyncio.Protocol):
             self.closed = True
 
     def _fail(self, reason: str) -> None:
-        self.watch.write(self.transport, encode(error_result(400, f"malformed HTTP request: {reason}"),
+        self.watch.write(self.transport, encode(error_response(400, f"malformed HTTP request: {reason}"),
                                                 keep_alive=False), close=True)
         self.closed = True
 
@@ -289,7 +284,7 @@ class Connections:
 class Listener:
     """A listening server plus its deadline sweeper; closing it closes every open connection too."""
 
-    def __init__(self, server: asyncio.AbstractServer, watch: Connections, access: AccessLog) -> None:
+    def __init__(self, server: asyncio.Server, watch: Connections, access: AccessLog) -> None:
         self.server, self.watch, self.access = server, watch, access
         loop = asyncio.get_running_loop()
         self.tasks = [loop.create_task(watch.run()), loop.create_task(self._flush_access_log())]

@@ -5,7 +5,7 @@ mode); ``edgepack.runtime.calling`` covers the other ways Azure ML calls it (req
 parameters, ``@rawhttp``, ``async``). Answers are encoded as Azure ML's server encodes them: the value as JSON
 (a returned ``str`` too, so ``return json.dumps(x)`` answers a JSON string, as in Azure), ``None`` as ``{}``,
 bytes as they are, and a werkzeug/``AMLResponse`` response with its own status and headers. Every outcome is a
-ScoreResult, so the web server and the function adapters answer alike.
+Response, so the web server and the function adapters answer alike.
 """
 
 from __future__ import annotations
@@ -17,14 +17,13 @@ import sys
 import threading
 import time
 import traceback
-import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 from edgepack.runtime import compat, parsed, schema
 from edgepack.runtime.modules import load_file
 from edgepack.runtime.calling import RAW, SCHEMA, BadCall, CallInfo, RunCaller, query_object
 from edgepack.runtime.parsed import ParsedText, real_loads
+from edgepack.runtime.response import Response, error_response, internal_error
 from edgepack.runtime.settings import RuntimeConfig, RuntimeSetupError
 
 log = logging.getLogger("edgepack.runtime")
@@ -36,29 +35,6 @@ BINARY_PREFIXES = ("application/octet-stream", "application/x-npy", "image/", "a
 TEXT_PREFIXES = ("text/",)
 # Response headers that the HTTP layer writes itself.
 _OWN_HEADERS = {"content-type", "content-length", "connection", "transfer-encoding"}
-
-
-@dataclass(frozen=True)
-class ScoreResult:
-    """An HTTP-shaped outcome: status, body bytes and content type."""
-
-    status: int
-    body: bytes
-    content_type: str = "application/json"
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def error_result(status: int, message: str, **extra: Any) -> ScoreResult:
-    """A JSON error body ``{"error": message, "message": message, ...}`` (``message`` is where Azure ML's server
-    puts it, so clients written for it read it there)."""
-    return ScoreResult(status, json.dumps({"error": message, "message": message, **extra}).encode())
-
-
-def internal_error(public: str, what: str, detail: str) -> ScoreResult:
-    """A 500 that tells the client ``public`` and an error id; the details go only to the log, under that id."""
-    error_id = uuid.uuid4().hex
-    log.error("%s (error id %s):\n%s", what, error_id, detail)
-    return error_result(500, public, error_id=error_id)
 
 
 def _default(value: Any) -> Any:
@@ -114,15 +90,15 @@ def _import_entry(config: RuntimeConfig) -> Any:
     return module
 
 
-def _response(output: Any) -> ScoreResult | None:
-    """A werkzeug response (AMLResponse) as a ScoreResult; None for any other value."""
+def _response(output: Any) -> Response | None:
+    """A werkzeug response (AMLResponse) as a Response; None for any other value."""
     if not (hasattr(output, "status_code") and hasattr(output, "get_data") and hasattr(output, "headers")):
         return None
     headers: dict[str, str] = {}
     for name, value in output.headers.items():
         if name.lower() not in _OWN_HEADERS:
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    return ScoreResult(int(output.status_code), output.get_data(),
+    return Response(int(output.status_code), output.get_data(),
                        output.headers.get("Content-Type") or "text/html; charset=utf-8", headers)
 
 
@@ -177,7 +153,7 @@ class Runtime:
         parsed.install()
         aml_request = sys.modules.get("azureml.contrib.services.aml_request")
         if aml_request is not None:
-            aml_request._rawHttpRequested = False  # @rawhttp marks the process; this script decides anew
+            setattr(aml_request, "_rawHttpRequested", False)  # @rawhttp marks the process; this script decides anew
         try:
             self._module = _import_entry(self.config)
             try:
@@ -238,13 +214,13 @@ class Runtime:
                         return json.load(f)
         return None
 
-    def score(self, body: bytes, content_type: str | None, call: CallInfo | None = None) -> ScoreResult:
+    def score(self, body: bytes, content_type: str | None, call: CallInfo | None = None) -> Response:
         """Score one request body (``call``: its method, target and headers); never raises (failures become
         4xx/5xx results)."""
         if not self.ready.is_set():
-            return error_result(503, "the model is not loaded yet")
+            return error_response(503, "the model is not loaded yet")
         if len(body) > self.config.max_request_bytes:
-            return error_result(413, f"request body of {len(body)} bytes exceeds the limit of "
+            return error_response(413, f"request body of {len(body)} bytes exceeds the limit of "
                                      f"{self.config.max_request_bytes} bytes")
         data: Any = body
         value: Any = None
@@ -258,44 +234,44 @@ class Runtime:
             try:
                 text = body.decode("utf-8")
             except UnicodeDecodeError as exc:
-                return error_result(400, f"request body is not valid UTF-8 text: {exc}")
+                return error_response(400, f"request body is not valid UTF-8 text: {exc}")
             try:
                 value = real_loads(text)
             except RecursionError:
-                return error_result(400, "request body is not valid JSON: nested too deeply")
+                return error_response(400, "request body is not valid JSON: nested too deeply")
             except ValueError as exc:
                 if not mime.startswith(TEXT_PREFIXES) or self._fits is not None or self.mode == SCHEMA:
-                    return error_result(400, f"request body is not valid JSON: {exc}")
+                    return error_response(400, f"request body is not valid JSON: {exc}")
                 value, data = None, text
             else:
                 data = ParsedText(text, value)
-            if value is not None and self._fits is not None and not self._fits(value):
+            if value is not None and self._fits is not None and self._schema is not None and not self._fits(value):
                 problem = schema.validate(value, self._schema)
-                return error_result(400, f"request does not match the input schema: {problem}")
+                return error_response(400, f"request does not match the input schema: {problem}")
         started = time.perf_counter()
         result = self._call(data, value, body, call)
         self._note_cost(time.perf_counter() - started)
         return result
 
-    def _call(self, data: Any, value: Any, body: bytes, call: CallInfo | None) -> ScoreResult:
+    def _call(self, data: Any, value: Any, body: bytes, call: CallInfo | None) -> Response:
         try:
             if self.caller is None or self.caller.plain:
                 output = self._module.run(data)
             else:
                 output = self.caller.call(data, value, body, call)
         except BadCall as exc:
-            return error_result(exc.status, str(exc))
+            return error_response(exc.status, str(exc))
         except Exception:
             return internal_error("the entry script's run() failed", "run() failed", traceback.format_exc())
         if isinstance(output, (bytes, bytearray)):
-            return ScoreResult(200, bytes(output), "application/octet-stream")
+            return Response(200, bytes(output), "application/octet-stream")
         if output is None:
-            return ScoreResult(200, b"{}")
+            return Response(200, b"{}")
         response = _response(output)
         if response is not None:
             return response
         try:
-            return ScoreResult(200, encode_json(output))
+            return Response(200, encode_json(output))
         except (TypeError, ValueError) as exc:
             return internal_error("the entry script returned a value that is not JSON serializable",
                                   "run() returned a value that is not JSON serializable", str(exc))

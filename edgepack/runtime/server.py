@@ -22,9 +22,10 @@ from typing import Awaitable
 from edgepack.runtime.accesslog import AccessLog
 from edgepack.runtime.batching import Batcher
 from edgepack.runtime.calling import RAW, CallInfo
-from edgepack.runtime.http import Listener, Request, json_result, listen
+from edgepack.runtime.http import Listener, Request, listen
 from edgepack.runtime.keys import KeyRing
-from edgepack.runtime.scoring import Runtime, ScoreResult, error_result
+from edgepack.runtime.response import Response, error_response, json_response
+from edgepack.runtime.scoring import Runtime
 
 WEB_KEYS = ("primary", "secondary")
 ROUTES = {"/": ("GET",), "/health": ("GET",), "/swagger.json": ("GET",), "/score": ("POST", "GET", "OPTIONS")}
@@ -59,50 +60,50 @@ class ScoringServer:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         return scheme.lower() == "bearer" and self.keys.matches(token.strip(), WEB_KEYS)
 
-    def admit(self, request: Request) -> ScoreResult | None:
+    def admit(self, request: Request) -> Response | None:
         """Answer what needs no body (every route but scoring, and scoring's refusals); None to read it."""
         path = request.path.rstrip("/") or "/"
         methods = ROUTES.get(path)
         if methods is None:
-            return error_result(404, f"no route for '{request.path}'")
+            return error_response(404, f"no route for '{request.path}'")
         head_ok = request.method == "HEAD" and "GET" in methods and path != "/score"
         if request.method not in methods and not head_ok:
-            result = error_result(405, f"method {request.method} is not allowed on '{path}'")
+            result = error_response(405, f"method {request.method} is not allowed on '{path}'")
             result.headers["Allow"] = ", ".join(methods)
             return result
         if path == "/":
-            return json_result(200, {"status": "alive"})
+            return json_response(200, {"status": "alive"})
         if path == "/health":
             ready = self.runtime.ready.is_set()
-            return json_result(200 if ready else 503, {"status": "ready" if ready else "loading",
+            return json_response(200 if ready else 503, {"status": "ready" if ready else "loading",
                                                        "model": self.runtime.config.model, "worker": self.worker})
         if path == "/swagger.json":
             version = next((v for k, v in parse_qsl(request.query) if k == "version"), "2")
             try:
-                return json_result(200, self.runtime.openapi(version))
+                return json_response(200, self.runtime.openapi(version))
             except ValueError as exc:
-                return error_result(404, str(exc))
+                return error_response(404, str(exc))
         if request.method == "OPTIONS" and self.runtime.mode != RAW:
-            return ScoreResult(200, b"", "text/html; charset=utf-8", {"Allow": "GET, POST, OPTIONS"})
+            return Response(200, b"", "text/html; charset=utf-8", {"Allow": "GET, POST, OPTIONS"})
         if not self._authorized(request):
-            result = error_result(401, "missing or wrong key: send 'Authorization: Bearer <key>'")
+            result = error_response(401, "missing or wrong key: send 'Authorization: Bearer <key>'")
             result.headers["WWW-Authenticate"] = "Bearer"
             return result
         limit = self.runtime.config.max_request_bytes
         if request.length > limit:
-            return error_result(413, f"request body of {request.length} bytes exceeds the limit of {limit} bytes")
+            return error_response(413, f"request body of {request.length} bytes exceeds the limit of {limit} bytes")
         if self.pending >= self.max_pending:
-            result = error_result(503, f"overloaded: {self.pending} requests in progress; retry shortly")
+            result = error_response(503, f"overloaded: {self.pending} requests in progress; retry shortly")
             result.headers["Retry-After"] = "1"
             return result
         return None
 
-    def respond(self, request: Request) -> ScoreResult | Awaitable[ScoreResult]:
+    def respond(self, request: Request) -> Response | Awaitable[Response]:
         """Score a request whose body has arrived."""
         content_type = request.headers.get("content-type")
         if self.batcher.accepts(content_type, request.body):
             queued = self.batcher.submit(request.body, request.headers.get("accept"))
-            return queued if isinstance(queued, ScoreResult) else self._counted(queued)
+            return queued if isinstance(queued, Response) else self._counted(queued)
         caller = self.runtime.caller
         plain = request.method == "POST" and (caller is None or caller.plain)
         call = None if plain else CallInfo(request.method, request.target, request.headers)
@@ -112,7 +113,7 @@ class ScoringServer:
         loop = asyncio.get_running_loop()
         return self._counted(loop.run_in_executor(self.pool, self.runtime.score, request.body, content_type, call))
 
-    def _counted(self, work: Awaitable[ScoreResult]) -> asyncio.Future:
+    def _counted(self, work: Awaitable[Response]) -> asyncio.Future:
         self.pending += 1
         future = asyncio.ensure_future(work)
         future.add_done_callback(self._release)

@@ -56,5 +56,5 @@ def encode(outputs: np.ndarray | dict[str, np.ndarray], *, as_json: bool) -> tup
     if isinstance(outputs, np.ndarray):
         np.save(buffer, outputs, allow_pickle=False)
         return buffer.getvalue(), NPY
-    np.savez(buffer, **outputs)
+    np.savez(buffer, **outputs)  # type: ignore[arg-type]  # numpy's stub types **kwds like allow_pickle
     return buffer.getvalue(), NPZ

@@ -8,7 +8,7 @@ import threading
 import time
 
 from edgepack.runtime.http import Request
-from edgepack.runtime.scoring import ScoreResult, error_result
+from edgepack.runtime.response import Response, error_response
 from tests.servers import serve_in_thread
 
 
@@ -18,9 +18,9 @@ class EchoApp:
     def __init__(self) -> None:
         self.bodies: list[bytes] = []
 
-    def admit(self, request: Request) -> ScoreResult | None:
+    def admit(self, request: Request) -> Response | None:
         if request.path not in ("/echo", "/slow"):
-            return error_result(404, f"no route for '{request.path}'")
+            return error_response(404, f"no route for '{request.path}'")
         return None
 
     def respond(self, request: Request):
@@ -29,12 +29,12 @@ class EchoApp:
 
             return asyncio.get_running_loop().run_in_executor(None, _slow, request)
         self.bodies.append(request.body)
-        return ScoreResult(200, json.dumps({"echo": request.body.decode()}).encode())
+        return Response(200, json.dumps({"echo": request.body.decode()}).encode())
 
 
-def _slow(request: Request) -> ScoreResult:
+def _slow(request: Request) -> Response:
     time.sleep(0.2)
-    return ScoreResult(200, b'{"slow": true}')
+    return Response(200, b'{"slow": true}')
 
 
 def _connect(url: str) -> socket.socket:
@@ -200,7 +200,7 @@ def test_the_access_log_is_buffered_and_written_in_one_go(caplog):
 def test_head_gets_headers_without_a_body_and_the_connection_stays_usable():
     class Health(EchoApp):
         def admit(self, request):
-            return ScoreResult(200, b'{"status": "alive"}') if request.path == "/" else super().admit(request)
+            return Response(200, b'{"status": "alive"}') if request.path == "/" else super().admit(request)
 
     url, stop = serve_in_thread(Health())
     try:

@@ -6,7 +6,8 @@ import json
 import socket
 
 from edgepack.runtime.keys import KeyRing
-from edgepack.runtime.scoring import ScoreResult, encode_json
+from edgepack.runtime.response import Response
+from edgepack.runtime.scoring import encode_json
 from tests.runtime.test_http import EchoApp, _connect, _post, _read_responses
 from tests.servers import serve_in_thread
 
@@ -90,4 +91,4 @@ def test_a_keys_file_holding_a_list_refuses_every_key_and_drops_nothing(tmp_path
 def test_json_answers_never_carry_bare_nan():
     assert json.loads(encode_json({"a": float("nan"), "b": [1.0, float("inf")], "c": 2.5})) == {
         "a": None, "b": [1.0, None], "c": 2.5}
-    assert isinstance(ScoreResult(200, encode_json([1])).body, bytes)
+    assert isinstance(Response(200, encode_json([1])).body, bytes)
