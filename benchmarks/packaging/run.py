@@ -33,10 +33,9 @@ import uuid
 import zlib
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+from edgepack.devtools.projects import make_model, make_project
 
-from tests.project import make_model, make_project  # noqa: E402  (the benchmark reuses the test fixtures)
+ROOT = Path(__file__).resolve().parents[2]
 
 REGISTRY = "127.0.0.1:5000"
 BASE = f"{REGISTRY}/edgepack/python:3.11-bookworm"

@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from edgepack.oci.integrity import intact, mark_verified
+from edgepack.runtime.files import staged_file, write_atomic
 
 
 class Cache:
@@ -56,17 +56,12 @@ class Cache:
         Yields ``(file, holder)``; the caller appends the final digest to ``holder`` and the file is renamed
         to that digest on a clean exit, or removed if anything raised.
         """
-        self.blob_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.blob_dir, prefix=".tmp-")
         holder: list[str] = []
-        try:
-            with os.fdopen(fd, "wb") as f:
-                yield f, holder
+        with staged_file(self.blob_dir) as (f, tmp):
+            yield f, holder
+            f.close()
             os.replace(tmp, self.blob_path(holder[0]))
-            mark_verified(self.blob_path(holder[0]))
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        mark_verified(self.blob_path(holder[0]))
 
     def read_index(self, kind: str, key: str) -> dict | None:
         """Read a small JSON record, or None when absent or unreadable (it is then rebuilt)."""
@@ -78,12 +73,7 @@ class Cache:
 
     def write_index(self, kind: str, key: str, value: dict) -> None:
         """Write a small JSON record atomically."""
-        folder = self.root / kind
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-        with os.fdopen(fd, "w") as f:
-            json.dump(value, f, sort_keys=True)
-        os.replace(tmp, folder / f"{key}.json")
+        write_atomic(self.root / kind / f"{key}.json", json.dumps(value, sort_keys=True))
 
     def dir_for(self, kind: str, key: str) -> Path:
         """A cached directory (for example an installed site-packages tree), present or not."""

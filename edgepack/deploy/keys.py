@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import tempfile
 from pathlib import Path
 
 from edgepack.errors import EdgepackError
+from edgepack.runtime.files import write_atomic
 
 KEY_NAMES = ("primary", "secondary", "master")
 KEYS_FILE = "keys.json"
@@ -26,13 +26,9 @@ def new_key() -> str:
 
 def _write(folder: Path, keys: dict[str, str]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-    with os.fdopen(fd, "w") as f:
-        json.dump(keys, f)
     # Private to the host user; the container's server runs as root and reads it through the mount.
-    os.chmod(tmp, 0o600)
     os.chmod(folder, 0o700)
-    os.replace(tmp, folder / KEYS_FILE)
+    write_atomic(folder / KEYS_FILE, json.dumps(keys), mode=0o600)
 
 
 def create_keys(folder: Path) -> dict[str, str]:

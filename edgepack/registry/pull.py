@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from edgepack.oci.integrity import intact, mark_verified
 from edgepack.oci.ref import ImageRef
 from edgepack.registry.push import Progress
 from edgepack.registry.client import RegistryClient
+from edgepack.runtime.files import staged_file
 
 ACCEPT = ", ".join((*MANIFEST_TYPES, *INDEX_TYPES))
 
@@ -82,15 +82,15 @@ def _download(client: RegistryClient, ref: ImageRef, desc: Descriptor, blob_dir:
         return
     action = f"pulling blob {desc.digest[:19]} of '{ref}'"
     for attempt in range(1, tries + 1):
-        fd, tmp = tempfile.mkstemp(dir=blob_dir, prefix=".tmp-")
         try:
-            with os.fdopen(fd, "wb") as f:
+            with staged_file(blob_dir) as (f, tmp):
                 digest, size = client.download(f"/v2/{ref.repository}/blobs/{desc.digest}", f, scope=_scope(ref),
                                                action=action)
-            if digest != desc.digest or size != desc.size:
-                raise RegistryError(f"{action}: content does not match its digest or size",
-                                    hint="Try again; if it persists the registry's storage is damaged.")
-            os.replace(tmp, final)
+                if digest != desc.digest or size != desc.size:
+                    raise RegistryError(f"{action}: content does not match its digest or size",
+                                        hint="Try again; if it persists the registry's storage is damaged.")
+                f.close()
+                os.replace(tmp, final)
             mark_verified(final)
             if progress:
                 progress(desc.digest, desc.size, desc.size)
@@ -98,9 +98,6 @@ def _download(client: RegistryClient, ref: ImageRef, desc: Descriptor, blob_dir:
         except RegistryError as exc:
             if attempt == tries or not exc.temporary:
                 raise
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
 
 
 def fetch_config(client: RegistryClient, ref: ImageRef, *, platform: str = "linux/amd64") -> dict[str, Any]:
