@@ -5,4 +5,4 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 bash scripts/setup.sh
-exec python3 scripts/demo.py "$@"
+exec "${EDGEPACK_DEV_DIR:-$ROOT/.dev}/venv/bin/python" scripts/demo.py "$@"

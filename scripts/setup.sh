@@ -7,6 +7,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DEV="${EDGEPACK_DEV_DIR:-$ROOT/.dev}"
+VENV="$DEV/venv"
 REGISTRY=127.0.0.1:5000
 BASE_IMAGE="$REGISTRY/edgepack/python:3.11-bookworm"
 FUNCTIONS_BASE_IMAGE="$REGISTRY/edgepack/functions-python:4-python3.11"
@@ -28,14 +29,20 @@ install_apt() {
   fi
 }
 
-install_python() {
-  local stamp="$DEV/pip.stamp" want
+install_python() {  # edgepack and its test extras in a virtual environment of its own, $DEV/venv
+  local stamp="$VENV/edgepack.stamp" want
   want="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
-  if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] && python3 -c "import edgepack.cli, onnxruntime, skl2onnx" 2>/dev/null; then
+  if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] \
+     && "$VENV/bin/python" -c "import edgepack.cli, onnxruntime, skl2onnx" 2>/dev/null; then
     return
   fi
-  say "installing edgepack and its Python dependencies"
-  python3 -m pip install -q --disable-pip-version-check -e "$ROOT[test]"
+  if [[ ! -x "$VENV/bin/python" ]]; then
+    say "creating the virtual environment $VENV"
+    python3 -m venv "$VENV" 2>/dev/null || {
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null && python3 -m venv "$VENV"; }
+  fi
+  say "installing edgepack and its Python dependencies into $VENV"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[test]"
   echo "$want" >"$stamp"
 }
 

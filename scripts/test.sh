@@ -4,4 +4,4 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 bash scripts/setup.sh
-exec python3 -m pytest -q "$@"
+exec "${EDGEPACK_DEV_DIR:-$ROOT/.dev}/venv/bin/python" -m pytest -q "$@"
