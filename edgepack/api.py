@@ -21,7 +21,7 @@ from edgepack.deploy import keys as keystore
 from edgepack.deploy import functionapp, local
 from edgepack.deploy.kubernetes import KubernetesOptions, render_manifests
 from edgepack.deploy.pinning import pinned
-from edgepack.errors import ConfigError, DeployError, EdgepackError
+from edgepack.errors import ConfigError, DeployError, EdgepackError, RegistryError
 from edgepack.home import Home
 from edgepack.models.artifact import ModelArtifact
 from edgepack.models.store import LocalModelStore, describe_path, parse_model_ref
@@ -32,6 +32,7 @@ from edgepack.packagers import plan_image
 from edgepack.packagers.function_index import LABEL as FUNCTIONS_LABEL
 from edgepack.profiling import session as profiling
 from edgepack.registry import Progress, PushResult, RegistryClient, fetch_config, push_image
+from edgepack.registry import models as registry_models
 from edgepack.targets import Target
 
 __all__ = [
@@ -155,6 +156,29 @@ def delete_model(home: Home, ref: str) -> None:
     """Delete one version, or every version when none is given."""
     name, version = parse_model_ref(ref)
     _store(home).delete(name, version)
+
+
+def push_model(home: Home, ref: str, to: str, *, registry: RegistryOptions | None = None,
+               progress: Progress | None = None) -> PushResult:
+    """Store a registered model in an OCI registry as an artifact (a layer per file); ``result.ref`` pins it."""
+    model = get_model(home, ref)
+    dest = ImageRef.parse(to)
+    if dest.digest:
+        raise RegistryError(f"pushing model '{model.ref}' to '{to}': a digest names content that exists already",
+                            hint="Give REGISTRY/REPO[:TAG]; the digest is printed after the push.")
+    if not dest.tag:
+        dest = dest.with_tag(str(model.version))
+    with _Clients((registry or RegistryOptions()).for_host(dest)) as clients:
+        return registry_models.push_model(clients(dest), dest, model, progress=progress)
+
+
+def pull_model(home: Home, ref: str, *, registry: RegistryOptions | None = None,
+               progress: Progress | None = None) -> tuple[ModelArtifact, str]:
+    """Register a model from an OCI registry under its own name and version; returns it and its manifest digest."""
+    source = ImageRef.parse(ref)
+    with _Clients((registry or RegistryOptions()).for_host(source)) as clients:
+        return registry_models.pull_model(clients(source), source, _store(home), Cache(home.cache).blob_dir,
+                                          progress=progress)
 
 
 def _models(home: Home, model_refs: str | tuple[str, ...], config: Any) -> tuple[ModelArtifact, ...]:

@@ -34,7 +34,9 @@ IN_IMAGE_ALLOWED = {
     "fpga": {"edgepack", "fpga", "numpy", "onnxruntime"},
 }
 # The library's layers, lowest first: a package may import its own layer and those below, never above.
-LAYERS = [("errors",), ("oci", "config", "targets", "home"), ("models",), ("registry", "runtime"),
+# The runtime imports nothing of edgepack but itself (it runs in images), so it sits at the bottom: the contract
+# it owns (settings, labels, model artifacts) is read by the layers above.
+LAYERS = [("errors", "runtime"), ("oci", "config", "targets", "home"), ("models",), ("registry",),
           ("build", "packagers", "deploy"), ("profiling",), ("api",), ("cli",)]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,7 @@ def package_cmd(model_ref: tuple[str, ...], config_path: Path, base_image: str |
     options = BuildOptions(mtime=source_date_epoch(), python_version=python_version,
                            refresh_deps=refresh_deps)
     bar, update = push_progress()
-    with bar if bar is not None else _nothing():
+    with bar if bar is not None else nullcontext():
         result = api.package(home_from_env(), model_ref=model_ref, config_path=config_path, target=target,
                              base_image=base_image, output=output, tag=tag, push_image_to_registry=do_push,
                              dockerfile_context=dockerfile_context,
@@ -99,14 +100,6 @@ def package_cmd(model_ref: tuple[str, ...], config_path: Path, base_image: str |
     emit(result.to_dict(), as_json, "\n".join(lines))
 
 
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
 @click.command("push")
 @click.argument("layout_dir", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--to", "to", required=True, metavar="REGISTRY/REPO:TAG")
@@ -116,7 +109,7 @@ def push_cmd(layout_dir: Path, to: str, as_json: bool, registry_username: str | 
              insecure_http: bool) -> None:
     """Push an OCI image layout; prints REGISTRY/REPO@sha256:..."""
     bar, update = push_progress()
-    with bar if bar is not None else _nothing():
+    with bar if bar is not None else nullcontext():
         result = api.push(layout_dir, to, registry=registry_options(registry_username, ca_file, insecure_http),
                           progress=update)
     data = {"ref": str(result.ref), "uploaded": list(result.uploaded), "skipped": list(result.skipped),

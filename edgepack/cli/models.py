@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
 
 from edgepack import api
-from edgepack.cli.support import emit, home_from_env, parse_pairs
+from edgepack.cli.support import emit, home_from_env, parse_pairs, push_progress, registry_flags, registry_options
 
 
 @click.group()
@@ -59,3 +60,32 @@ def model_delete(ref: str) -> None:
     """Delete one version, or every version of NAME when no version is given."""
     api.delete_model(home_from_env(), ref)
     click.echo(f"deleted {ref}")
+
+
+@model.command("push")
+@click.argument("ref", metavar="NAME[:VERSION]")
+@click.option("--to", "to", required=True, metavar="REGISTRY/REPO[:TAG]",
+              help="Where to store it (the tag defaults to the model's version).")
+@click.option("--json", "as_json", is_flag=True, help="Print the pushed reference and what was sent as JSON.")
+@registry_flags
+def model_push(ref: str, to: str, as_json: bool, registry_username: str | None, ca_file: str | None,
+               insecure_http: bool) -> None:
+    """Store a registered model in an OCI registry as an artifact (a layer per file); prints REF@sha256:..."""
+    bar, update = push_progress()
+    with bar if bar is not None else nullcontext():
+        result = api.push_model(home_from_env(), ref, to,
+                                registry=registry_options(registry_username, ca_file, insecure_http), progress=update)
+    emit({"ref": str(result.ref), "uploaded": list(result.uploaded), "skipped": list(result.skipped)}, as_json,
+         str(result.ref))
+
+
+@model.command("pull")
+@click.argument("ref", metavar="REGISTRY/REPO[:TAG|@DIGEST]")
+@click.option("--json", "as_json", is_flag=True, help="Print the registered model as JSON.")
+@registry_flags
+def model_pull(ref: str, as_json: bool, registry_username: str | None, ca_file: str | None,
+               insecure_http: bool) -> None:
+    """Register a model pushed with 'model push' under its own name and version; prints NAME:VERSION and sha256."""
+    artifact, digest = api.pull_model(home_from_env(), ref,
+                                      registry=registry_options(registry_username, ca_file, insecure_http))
+    emit({**artifact.to_dict(), "manifest_digest": digest}, as_json, f"{artifact.ref} sha256:{artifact.sha256}")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from edgepack.runtime.model_artifact import model_content_sha256
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,7 @@ class ModelFile:
 
 def content_sha256(files: tuple[ModelFile, ...]) -> str:
     """The model digest: sha256 over the sorted (path, file sha256) listing, the same on every machine."""
-    listing = "".join(f"{f.path}\0{f.sha256}\n" for f in sorted(files, key=lambda f: f.path))
-    return hashlib.sha256(listing.encode()).hexdigest()
+    return model_content_sha256([(f.path, f.sha256) for f in files])
 
 
 @dataclass(frozen=True)

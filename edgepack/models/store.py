@@ -28,8 +28,9 @@ FILES = "files"  # the model's own files live below here, so one named model.jso
 class ModelStore(Protocol):
     """Where registered models live."""
 
-    def register(self, name: str, path: Path, *, tags: Mapping[str, str] = ..., description: str = "") -> ModelArtifact:
-        """Register ``path`` as the next version of ``name``."""
+    def register(self, name: str, path: Path, *, tags: Mapping[str, str] = ..., description: str = "",
+                 version: int | None = None) -> ModelArtifact:
+        """Register ``path`` as the next version of ``name`` (or as ``version``)."""
 
     def get(self, name: str, version: int | None = None) -> ModelArtifact:
         """One version (the latest when ``version`` is None)."""
@@ -120,9 +121,24 @@ class LocalModelStore:
             return []
         return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit() and (p / METADATA).is_file())
 
-    def _claim(self, name: str) -> tuple[int, Path]:
+    def _claim(self, name: str, wanted: int | None = None) -> tuple[int, Path]:
         folder = self.root / name
         folder.mkdir(parents=True, exist_ok=True)
+        if wanted is not None:
+            if wanted < 1:
+                raise ModelError(f"registering model '{name}:{wanted}': versions start at 1",
+                                 hint="Give a positive version number.")
+            staging = folder / f".{wanted}-staging"
+            try:
+                staging.mkdir()
+            except FileExistsError:
+                raise ModelError(f"registering model '{name}:{wanted}': another registration of it is under way",
+                                 hint="Wait for it to finish, then try again.") from None
+            if (folder / str(wanted)).exists():
+                staging.rmdir()
+                raise ModelError(f"registering model '{name}:{wanted}': that version exists already",
+                                 hint=f"Delete it first ('edgepack model delete {name}:{wanted}').")
+            return wanted, staging
         taken = {int(p.name.lstrip(".").split("-")[0]) for p in folder.iterdir()
                  if p.name.lstrip(".").split("-")[0].isdigit()}
         version = max(taken, default=0) + 1
@@ -140,8 +156,9 @@ class LocalModelStore:
             return version, staging
 
     def register(self, name: str, path: Path, *, tags: Mapping[str, str] | None = None,
-                 description: str = "") -> ModelArtifact:
-        """Copy ``path`` (a file or folder) into the store as the next version of ``name``.
+                 description: str = "", version: int | None = None) -> ModelArtifact:
+        """Copy ``path`` (a file or folder) into the store as the next version of ``name`` (or as ``version``,
+        which must not exist yet: models pulled from a registry keep their version).
 
         Raises:
             ModelError: bad name, or the path does not exist.
@@ -157,7 +174,7 @@ class LocalModelStore:
         outputs: tuple[TensorSpec, ...] = ()
         if len(onnx_files) == 1:
             inputs, outputs = inspect_onnx(onnx_files[0])
-        version, staging = self._claim(name)
+        version, staging = self._claim(name, version)
         try:
             files = []
             for rel, src in sources:
@@ -198,7 +215,8 @@ class LocalModelStore:
         """Every version of every model, by name then version."""
         if not self.root.is_dir():
             return []
-        return [self.get(p.name, v) for p in sorted(self.root.iterdir()) if p.is_dir() for v in self._versions(p.name)]
+        return [self.get(p.name, v) for p in sorted(self.root.iterdir())
+                if p.is_dir() and _NAME.fullmatch(p.name) for v in self._versions(p.name)]
 
     def delete(self, name: str, version: int | None = None) -> None:
         """Raises: ModelNotFound."""

@@ -75,8 +75,14 @@ def _pick_platform(ref: ImageRef, index: dict[str, Any], platform: str) -> str:
                         hint=f"Available platforms: {', '.join(seen) or 'none'}; choose another base image.")
 
 
-def _download(client: RegistryClient, ref: ImageRef, desc: Descriptor, blob_dir: Path,
-              progress: Progress | None, tries: int = 3) -> None:
+def download_blob(client: RegistryClient, ref: ImageRef, desc: Descriptor, blob_dir: Path,
+                  progress: Progress | None, tries: int = 3) -> None:
+    """Fetch one blob into ``blob_dir`` (named by its digest hex) unless an intact copy is there; the digest and
+    size are checked before it appears, and a download that breaks off is tried again.
+
+    Raises:
+        RegistryError: the blob is missing, or does not match its digest or size.
+    """
     final = blob_dir / desc.digest.split(":", 1)[1]
     if intact(final, desc.digest, desc.size):
         return
@@ -142,7 +148,7 @@ def pull_image(client: RegistryClient, ref: ImageRef, *, cache_dir: Path, platfo
     config_desc = Descriptor.from_dict(manifest["config"])
     layers = tuple(Descriptor.from_dict(d) for d in manifest["layers"])
     for desc in (config_desc, *layers):
-        _download(client, ref, desc, blob_dir, progress)
+        download_blob(client, ref, desc, blob_dir, progress)
     config = json.loads((blob_dir / config_desc.digest.split(":", 1)[1]).read_bytes())
     return PulledImage(ref=ref.with_digest(sha256_digest(body)), manifest=manifest, manifest_bytes=body,
                        manifest_media_type=media or manifest.get("mediaType", ""), config=config,
