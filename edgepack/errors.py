@@ -97,11 +97,14 @@ class RegistryError(EdgepackError):
 
     ``temporary`` is True when trying again may succeed (the registry was unreachable, overloaded or failed
     with a 5xx or 429; a transfer broke off), as go-containerregistry's transport errors say ``Temporary()``.
+    ``status`` is the HTTP status the registry answered, when it answered.
     """
 
-    def __init__(self, message: str, *, hint: str | None = None, temporary: bool = False) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, temporary: bool = False,
+                 status: int | None = None) -> None:
         super().__init__(message, hint=hint)
         self.temporary = temporary
+        self.status = status
 
 
 class InvalidReference(RegistryError):

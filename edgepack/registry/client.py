@@ -219,4 +219,4 @@ class RegistryClient:
                                        hint=_login_hint(self.registry))
         return RegistryError(f"{action}: {_describe(response)}",
                              hint="Check the reference and the registry's logs, then try again.",
-                             temporary=response.status_code in _RETRY_STATUS)
+                             temporary=response.status_code in _RETRY_STATUS, status=response.status_code)

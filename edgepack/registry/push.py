@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Iterator, Sequence
 
-from edgepack.errors import RegistryError
+from edgepack.errors import AuthenticationError, RegistryError
 from edgepack.oci.descriptor import Descriptor, sha256_digest
 from edgepack.oci.ref import ImageRef
 from edgepack.registry.client import RegistryClient
@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
 _UPLOAD_TRIES = 5  # whole-blob restarts, for what resuming cannot mend
 _CHUNK_TRIES = 6  # tries of one chunk, each resumed from where the registry says the upload stands
+# The registry no longer knows the upload: it expired, or (distribution) a request carried the state of an
+# offset the upload has passed because an earlier answer was lost, which cancels the upload.
+_SESSION_LOST = (404, 416)
 
 
 @dataclass(frozen=True)
@@ -87,13 +90,16 @@ class _Uploader:
 
     def upload(self, desc: Descriptor, location: str | None = None) -> None:
         for attempt in range(_UPLOAD_TRIES):
-            if attempt and blob_exists(self.client, self.repo, desc.digest):
-                return  # the try before went through, only its answer was lost
             try:
                 self._upload_once(desc, location if attempt == 0 else None)
                 return
+            except AuthenticationError:
+                raise
             except RegistryError as exc:
-                if attempt + 1 == _UPLOAD_TRIES or not exc.temporary:
+                if blob_exists(self.client, self.repo, desc.digest):
+                    return  # the last request went through, only its answer was lost
+                restartable = exc.temporary or exc.status in _SESSION_LOST
+                if attempt + 1 == _UPLOAD_TRIES or not restartable:
                     raise
                 log.info("upload of %s failed (%s); starting it again", desc.digest[:19], exc.message)
                 time.sleep(0.2 * 2 ** attempt)
