@@ -37,7 +37,8 @@ from edgepack.targets import Target
 
 __all__ = [
     "RegistryOptions", "PackageResult", "register_model", "list_models", "get_model", "download_model",
-    "delete_model", "plan", "package", "push", "run", "stop", "logs", "run_keys", "regenerate_run_key",
+    "delete_model", "push_model", "pull_model", "plan", "package", "push", "run", "stop", "logs", "run_keys",
+    "regenerate_run_key",
     "kubernetes_manifests", "KubernetesOptions", "deploy_functionapp", "profile",
 ]
 

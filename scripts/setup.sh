@@ -11,7 +11,7 @@ VENV="$DEV/venv"
 REGISTRY=127.0.0.1:5000
 BASE_IMAGE="$REGISTRY/edgepack/python:3.11-bookworm"
 FUNCTIONS_BASE_IMAGE="$REGISTRY/edgepack/functions-python:4-python3.11"
-APT_PACKAGES=(docker.io docker-registry skopeo umoci debootstrap apache2-utils openssl curl ca-certificates)
+APT_PACKAGES=(docker.io docker-registry skopeo umoci debootstrap apache2-utils openssl curl ca-certificates mosquitto)
 started=$(date +%s)
 mkdir -p "$DEV"
 

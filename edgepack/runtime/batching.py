@@ -101,22 +101,28 @@ class Batcher:
 
     def _run(self, batch: list[_Pending]) -> list[Response]:
         """In a worker thread: stack, call run_batch once, split and encode. Never raises."""
-        fn = self.batch_fn()
-        try:
-            if fn is None:
-                raise RuntimeError("the entry script has no run_batch() any more")
-            stacked = batch[0].array if len(batch) == 1 else np.concatenate([item.array for item in batch])
-            output = fn(stacked)
-            parts = _split(output, [item.array.shape[0] for item in batch])
-        except Exception:
-            failed = internal_error("the entry script's run_batch() failed",
-                                    f"run_batch() failed for a batch of {len(batch)} requests", traceback.format_exc())
-            return [failed] * len(batch)
-        results = []
-        for item, part in zip(batch, parts):
-            body, content_type = tensors.encode(part, as_json=item.as_json)
-            results.append(Response(200, body, content_type))
-        return results
+        return score_stacked(self.batch_fn(), [item.array for item in batch], [item.as_json for item in batch])
+
+
+def score_stacked(fn: Callable[[np.ndarray], Any] | None, arrays: list[np.ndarray],
+                  as_json: list[bool]) -> list[Response]:
+    """Score tensors of one dtype and row shape with one ``run_batch`` call: stack, call, split and encode each
+    caller's rows (as JSON where ``as_json`` says so). Never raises: a failure answers every caller with a 500."""
+    try:
+        if fn is None:
+            raise RuntimeError("the entry script has no run_batch() any more")
+        stacked = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+        output = fn(stacked)
+        parts = _split(output, [array.shape[0] for array in arrays])
+    except Exception:
+        failed = internal_error("the entry script's run_batch() failed",
+                                f"run_batch() failed for a batch of {len(arrays)} requests", traceback.format_exc())
+        return [failed] * len(arrays)
+    results = []
+    for json_wanted, part in zip(as_json, parts):
+        body, content_type = tensors.encode(part, as_json=json_wanted)
+        results.append(Response(200, body, content_type))
+    return results
 
 
 def _split(output: Any, sizes: list[int]) -> list[Any]:

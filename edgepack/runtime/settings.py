@@ -59,6 +59,9 @@ class RuntimeConfig:
     batching: dict[str, Any] | None = None
     # Azure ML's AML_APP_ROOT: the folder holding azureml-models/ (where Model.get_model_path looks).
     app_root: str = ""
+    # IoT Edge modules: the module input the agent scores and the output its results go to.
+    module_input: str = "input1"
+    module_output: str = "output1"
     # Every deployed model (read from the models folder; not written into runtime.json).
     models: tuple[ModelEntry, ...] = field(default=())
 

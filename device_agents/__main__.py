@@ -1,0 +1,50 @@
+"""``python -m device_agents``: the module's entrypoint. Loads the entry script, opens the queues in the state
+folder and runs the agent until SIGTERM (what is queued stays on disk for the next start)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+
+from edgepack.runtime.edge import EdgeSettings
+from edgepack.runtime.scoring import load_runtime
+from edgepack.runtime.settings import RuntimeSetupError
+
+from device_agents.agent import Agent, make_client
+from device_agents.queues import Queues
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("azure.iot.device").setLevel(logging.WARNING)
+    log = logging.getLogger("device_agents")
+    try:
+        runtime = load_runtime()
+        settings = EdgeSettings.from_env(runtime.config.module_input, runtime.config.module_output)
+        os.makedirs(settings.state_dir, exist_ok=True)
+        queues = Queues(os.path.join(settings.state_dir, "queues.db"), max_results=settings.max_results,
+                        max_result_bytes=settings.max_result_bytes, sync=settings.sync)
+        client = make_client(settings)
+    except RuntimeSetupError as exc:
+        log.error("the agent cannot start: %s", exc)
+        return 1
+    except (OSError, ValueError) as exc:
+        log.error("the agent cannot start: %s: %s", type(exc).__name__, exc)
+        return 1
+    agent = Agent(runtime, client, queues, settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    agent.start()
+    log.info("agent running: input '%s' → output '%s', state in %s", settings.module_input, settings.module_output,
+             settings.state_dir)
+    stop.wait()
+    agent.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

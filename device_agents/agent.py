@@ -1,0 +1,301 @@
+"""The on-device agent: module inputs → inbox → the entry script → outbox → the module's output.
+
+Side effects: the hub connection (azure-iot-device), the queues' database, threads. Four loops share the work:
+the SDK's handler thread stores each input (and only then lets the broker have its acknowledgement, see
+``device_agents.ack``); the scorer moves inputs to results; the sender delivers results in order, retrying with
+backoff and jitter while the link is down (the SDK itself queues nothing offline); the reporter patches the
+reported properties. After every connect and reconnect the agent reads the twin itself, with a timeout (the
+SDK's own read can be lost and never times out) and applies desired properties once per ``$version``.
+"""
+
+from __future__ import annotations
+
+import logging
+import json
+import random
+import threading
+import uuid
+from typing import Any, Callable
+
+from azure.iot.device import IoTHubModuleClient, Message, MethodRequest, MethodResponse
+
+from edgepack.runtime.edge import EdgeSettings
+from edgepack.runtime.scoring import Runtime
+
+from device_agents.ack import AckGate
+from device_agents.queues import Envelope, Queues
+from device_agents.scoring import MAX_BATCH, score_messages
+from device_agents.stats import Stats
+
+log = logging.getLogger("device_agents")
+REPORTED_KEY = "edgepack"  # the agent's reported properties live under this one key
+
+
+def backoff(attempt: int, *, base: float = 0.5, cap: float = 30.0) -> float:
+    """Seconds to wait before try ``attempt`` (1, 2, ...): exponential with full jitter, capped."""
+    return random.uniform(0, min(cap, base * 2 ** min(attempt - 1, 16)))
+
+
+class CallTimeout(Exception):
+    """An SDK call did not return in time (twin operations have no timeout of their own)."""
+
+
+def call_with_timeout(fn: Callable[[], Any], timeout: float, name: str) -> Any:
+    """``fn()`` in a daemon thread, waited for at most ``timeout`` seconds: a call the SDK never completes
+    leaves a parked thread behind, not a stuck agent (nor a process that cannot exit).
+
+    Raises:
+        CallTimeout: no answer in time; whatever ``fn`` raised otherwise.
+    """
+    outcome: list[Any] = []
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            outcome.append((True, fn()))
+        except BaseException as exc:  # handed to the caller
+            outcome.append((False, exc))
+        done.set()
+
+    threading.Thread(target=target, name=f"agent-{name}", daemon=True).start()
+    if not done.wait(timeout):
+        raise CallTimeout(f"{name} got no answer within {timeout:.0f} s")
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
+
+
+def _envelope(message: Message) -> Envelope:
+    properties = {str(k): str(v) for k, v in (message.custom_properties or {}).items()}
+    data = message.data if isinstance(message.data, bytes) else str(message.data or "").encode()
+    return Envelope(channel=message.input_name or "", message_id=str(message.message_id or uuid.uuid4()),
+                    body=data, correlation_id=message.correlation_id, content_type=message.content_type,
+                    content_encoding=message.content_encoding, properties=properties)
+
+
+def _message(result: Envelope) -> Message:
+    message = Message(result.body, message_id=result.message_id, content_encoding=result.content_encoding,
+                      content_type=result.content_type)
+    message.correlation_id = result.correlation_id
+    message.custom_properties = dict(result.properties)
+    return message
+
+
+class Agent:
+    """Runs one module: scores its input messages with ``runtime`` and sends the results to its output."""
+
+    def __init__(self, runtime: Runtime, client: Any, queues: Queues, settings: EdgeSettings) -> None:
+        self.runtime, self.client, self.queues, self.settings = runtime, client, queues, settings
+        self.stats = Stats()
+        self.gate = AckGate(lambda: queues.inbox_full)
+        self.status, self.last_error = "starting", ""
+        self.desired_version = 0
+        self._stop = threading.Event()
+        self._work = threading.Event()  # inputs to score
+        self._results = threading.Event()  # results to send
+        self._connected = threading.Event()
+        self._twin_wanted = threading.Event()
+        self._report_wanted = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # -- life cycle
+    def start(self) -> None:
+        """Install the handlers, connect (retrying until the hub answers) and start the loops."""
+        self.gate.install(self.client)
+        # Setting a handler makes the SDK connect to enable its feature: watch the connection first.
+        self.client.on_connection_state_change = self._on_connection_change
+        self.client.on_message_received = self._on_input
+        self.client.on_method_request_received = self._on_method
+        self.client.on_twin_desired_properties_patch_received = self._on_desired
+        self._twin_wanted.set()
+        for name, loop in (("scorer", self._score_loop), ("sender", self._send_loop),
+                           ("connector", self._connect_loop), ("reporter", self._report_loop)):
+            thread = threading.Thread(target=loop, name=f"agent-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        self._work.set()  # inputs a previous run stored but did not score
+        self._results.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the loops and close the connection; what is queued stays on disk for the next start."""
+        self._stop.set()
+        for event in (self._work, self._results, self._twin_wanted, self._report_wanted):
+            event.set()
+        self.gate.room()
+        for thread in self._threads:
+            thread.join(timeout)
+        try:
+            call_with_timeout(self.client.shutdown, timeout, "shutdown")
+        except Exception as exc:  # shutting down anyway
+            log.info("closing the hub connection: %s", exc)
+        self.queues.close()
+
+    # -- handlers (SDK threads)
+    def _on_input(self, message: Message) -> None:
+        self.queues.take(_envelope(message))
+        self.stats.received()
+        self.gate.stored()
+        self._work.set()
+
+    def _on_connection_change(self) -> None:
+        if self.client.connected:
+            log.info("connected to the hub")
+            self._connected.set()
+            self._twin_wanted.set()
+            self._results.set()
+        else:
+            log.info("disconnected from the hub; results wait in the outbox")
+            self._connected.clear()
+
+    def _on_desired(self, patch: dict[str, Any]) -> None:
+        self._apply_desired(patch)
+
+    def _on_method(self, request: MethodRequest) -> None:
+        status, payload = self.method(request.name, request.payload)
+        try:
+            self.client.send_method_response(MethodResponse.create_from_method_request(request, status, payload))
+        except Exception as exc:
+            log.warning("answering method %s: %s", request.name, exc)
+
+    def method(self, name: str, payload: Any) -> tuple[int, Any]:
+        """Direct methods: ``ping``, ``stats``, ``score`` (one message, answered at once, not queued)."""
+        if name == "ping":
+            return 200, {"pong": True, "status": self.status, "uptimeSeconds": self.stats.snapshot()["uptimeSeconds"]}
+        if name == "stats":
+            return 200, self.reported()
+        if name == "score":
+            body = payload if isinstance(payload, str) else json.dumps(payload)
+            response = self.runtime.score(body.encode(), "application/json")
+            try:
+                answer = json.loads(response.body)
+            except ValueError:
+                answer = response.body.decode("utf-8", "replace")
+            return response.status, answer
+        return 404, {"error": f"no method '{name}'; the agent has ping, stats and score"}
+
+    # -- desired state
+    def _apply_desired(self, desired: dict[str, Any]) -> None:
+        version = int(desired.get("$version", 0) or 0)
+        if version and version <= self.desired_version:
+            return  # seen already (the twin read after a reconnect repeats what patches brought)
+        self.desired_version = version
+        log.info("desired properties version %d applied", version)
+        self._report_now()
+
+    # -- loops
+    def _connect_loop(self) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            if not self.client.connected:
+                try:
+                    self.client.connect()
+                    attempt = 0
+                except Exception as exc:
+                    attempt += 1
+                    wait = backoff(attempt, cap=10.0)
+                    log.info("connecting to the hub failed (%s); trying again in %.1f s", exc, wait)
+                    self._stop.wait(wait)
+                    continue
+                self._twin_wanted.set()
+            if self.client.connected:
+                self._connected.set()
+            if self._twin_wanted.wait(1.0) and not self._stop.is_set():
+                self._twin_wanted.clear()
+                self._read_twin()
+
+    def _read_twin(self) -> None:
+        try:
+            twin = call_with_timeout(self.client.get_twin, self.settings.twin_timeout, "get-twin")
+        except CallTimeout:
+            log.info("the twin did not come within %.0f s; asking again", self.settings.twin_timeout)
+            self._twin_wanted.set()
+            return
+        except Exception as exc:
+            log.info("reading the twin failed (%s); asking again", exc)
+            self._stop.wait(1.0)
+            self._twin_wanted.set()
+            return
+        self._apply_desired(twin.get("desired") or {})
+        if self.status == "starting":
+            self.status = "running"
+            self._report_now()
+
+    def _score_loop(self) -> None:
+        while not self._stop.is_set():
+            batch = self.queues.inputs(MAX_BATCH)
+            if not batch:
+                self._work.wait(1.0)
+                self._work.clear()
+                continue
+            scored = score_messages(self.runtime, batch, module_input=self.settings.module_input,
+                                    output=self.settings.module_output)
+            dropped = self.queues.settle(batch, [s.result for s in scored])
+            if dropped:
+                log.warning("the outbox is full: dropped the %d oldest results (%d in all)", dropped,
+                            self.queues.dropped)
+            for item in scored:
+                self.stats.scored_one(item.seconds, item.failed)
+            self.gate.room()
+            self._results.set()
+
+    def _send_loop(self) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            pending = self.queues.pending(1)
+            if not pending:
+                self._results.wait(1.0)
+                self._results.clear()
+                continue
+            result = pending[0]
+            try:
+                self.client.send_message_to_output(_message(result), result.channel)
+            except Exception as exc:
+                attempt += 1
+                wait = backoff(attempt)
+                log.info("sending result %s failed (%s); retrying in %.1f s", result.message_id, exc, wait)
+                self._results.clear()
+                self._results.wait(wait)  # a reconnect wakes it early
+                continue
+            attempt = 0
+            self.queues.delivered(result)
+            self.stats.sent()
+
+    def _report_loop(self) -> None:
+        while not self._stop.is_set():
+            self._report_wanted.wait(self.settings.report_seconds)
+            self._report_wanted.clear()
+            if self._stop.is_set() or not self._connected.is_set():
+                continue
+            document = {REPORTED_KEY: self.reported()}
+            try:
+                call_with_timeout(lambda: self.client.patch_twin_reported_properties(document),
+                                  self.settings.twin_timeout, "report")
+            except Exception as exc:
+                log.info("reporting properties failed: %s", exc)
+
+    def reported(self) -> dict[str, Any]:
+        """The reported-properties document (under ``edgepack``)."""
+        depth, depth_bytes = self.queues.depth()
+        model = self.runtime.config.model or {}
+        return {"model": {"name": model.get("name"), "version": model.get("version"),
+                          "sha256": model.get("sha256")},
+                "status": self.status, "lastError": self.last_error, "desiredVersion": self.desired_version,
+                **self.stats.snapshot(), "outboxDepth": depth, "outboxBytes": depth_bytes,
+                "inboxDepth": self.queues.input_depth, "dropped": self.queues.dropped,
+                "ackAfterStore": self.gate.installed}
+
+    def _report_now(self) -> None:
+        """Ask the reporter for a report now (never blocks: SDK handler threads call it)."""
+        self._report_wanted.set()
+
+
+def make_client(settings: EdgeSettings, factory: Any = IoTHubModuleClient) -> Any:
+    """The module client: from the IoT Edge environment in a module, or from a connection string."""
+    if settings.connection_string:
+        ca = None
+        if settings.ca_file:
+            with open(settings.ca_file, encoding="utf-8") as f:
+                ca = f.read()
+        return factory.create_from_connection_string(settings.connection_string, server_verification_cert=ca)
+    return factory.create_from_edge_environment()
