@@ -105,9 +105,6 @@ class Agent:
         self.gate.install(self.client)
         # Setting a handler makes the SDK connect to enable its feature: watch the connection first.
         self.client.on_connection_state_change = self._on_connection_change
-        self.client.on_message_received = self._on_input
-        self.client.on_method_request_received = self._on_method
-        self.client.on_twin_desired_properties_patch_received = self._on_desired
         self._twin_wanted.set()
         for name, loop in (("scorer", self._score_loop), ("sender", self._send_loop),
                            ("connector", self._connect_loop), ("reporter", self._report_loop)):
@@ -184,9 +181,26 @@ class Agent:
         self._report_now()
 
     # -- loops
+    def _install_handlers(self) -> None:
+        """Set the SDK handlers; each enables its feature, which connects, so this fails while the hub is out of
+        reach (a module that starts offline) and is tried again."""
+        self.client.on_message_received = self._on_input
+        self.client.on_method_request_received = self._on_method
+        self.client.on_twin_desired_properties_patch_received = self._on_desired
+
     def _connect_loop(self) -> None:
-        attempt = 0
+        attempt, installed = 0, False
         while not self._stop.is_set():
+            if not installed:
+                try:
+                    self._install_handlers()
+                    installed = True
+                except Exception as exc:
+                    attempt += 1
+                    wait = backoff(attempt, cap=10.0)
+                    log.info("the hub is out of reach (%s); trying again in %.1f s", type(exc).__name__, wait)
+                    self._stop.wait(wait)
+                    continue
             if not self.client.connected:
                 try:
                     self.client.connect()

@@ -1,7 +1,7 @@
 """Deployment targets: pure values naming where an image will run and the options that shape it.
 
 ``parse_target`` turns the CLI's ``--target NAME`` plus its options into one of these; packagers dispatch on
-the type with ``match``. Targets still to come (IoT Edge, FPGA) are named in ``TARGET_NAMES`` so the CLI can
+the type with ``match``. Targets still to come (FPGA) are named in ``TARGET_NAMES`` so the CLI can
 say they are planned rather than unknown.
 """
 
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from edgepack.errors import ConfigError
 
 AUTH_LEVELS = ("anonymous", "function", "admin")
-SUPPORTED = ("webservice", "functions-http", "functions-blob", "functions-servicebus")
-PLANNED = ("iot-edge", "fpga")
+SUPPORTED = ("webservice", "functions-http", "functions-blob", "functions-servicebus", "iot-edge")
+PLANNED = ("fpga",)
 TARGET_NAMES = SUPPORTED + PLANNED
 _EXPRESSION = re.compile(r"\{([^{}]*)\}")
 _BUILTINS = {"rand-guid", "DateTime"}
@@ -60,7 +60,20 @@ class FunctionsServiceBusTarget:
     name: str = "functions-servicebus"
 
 
-Target = WebServiceTarget | FunctionsHttpTarget | FunctionsBlobTarget | FunctionsServiceBusTarget
+# IoT Edge input and output names: letters, digits, '-', '_' and '.', as routes write them.
+_ENDPOINT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class IoTEdgeTarget:
+    """An IoT Edge module whose agent scores the messages routed to ``module_input`` into ``module_output``."""
+
+    module_input: str = "input1"
+    module_output: str = "output1"
+    name: str = "iot-edge"
+
+
+Target = WebServiceTarget | FunctionsHttpTarget | FunctionsBlobTarget | FunctionsServiceBusTarget | IoTEdgeTarget
 
 
 def _blob_path_problems(option: str, path: str | None, captures: set[str] | None = None) -> list[str]:
@@ -109,7 +122,8 @@ def _servicebus_target(input_queue: str | None, output_queue: str | None,
 
 def parse_target(name: str, *, auth_level: str | None = None, no_auth: bool = False, input_path: str | None = None,
                  output_path: str | None = None, input_queue: str | None = None, output_queue: str | None = None,
-                 connection: str | None = None) -> Target:
+                 connection: str | None = None, module_input: str | None = None,
+                 module_output: str | None = None) -> Target:
     """Build a target from its CLI name and options, rejecting options that do not apply to it.
 
     Raises:
@@ -117,10 +131,11 @@ def parse_target(name: str, *, auth_level: str | None = None, no_auth: bool = Fa
     """
     given = {"--auth-level": auth_level, "--no-auth": no_auth or None, "--input-path": input_path,
              "--output-path": output_path, "--input-queue": input_queue, "--output-queue": output_queue,
-             "--connection": connection}
+             "--connection": connection, "--module-input": module_input, "--module-output": module_output}
     allowed = {"webservice": {"--no-auth"}, "functions-http": {"--auth-level"},
                "functions-blob": {"--input-path", "--output-path", "--connection"},
-               "functions-servicebus": {"--input-queue", "--output-queue", "--connection"}}
+               "functions-servicebus": {"--input-queue", "--output-queue", "--connection"},
+               "iot-edge": {"--module-input", "--module-output"}}
     if name in PLANNED:
         raise ConfigError(f"packaging for target '{name}': not available in this version",
                           hint=f"Use one of: {', '.join(SUPPORTED)}.")
@@ -139,6 +154,12 @@ def parse_target(name: str, *, auth_level: str | None = None, no_auth: bool = Fa
         case "functions-blob":
             target, more = _blob_target(input_path, output_path, connection)
             problems += more
+        case "iot-edge":
+            target = IoTEdgeTarget(module_input or "input1", module_output or "output1")
+            for option, value in (("--module-input", target.module_input), ("--module-output", target.module_output)):
+                if not _ENDPOINT.match(value):
+                    problems.append(f"{option}: '{value}' is not a valid endpoint name (letters, digits, '-', '_', "
+                                    "'.'; up to 64)")
         case _:
             target, more = _servicebus_target(input_queue, output_queue, connection)
             problems += more

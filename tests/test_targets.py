@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from edgepack.errors import ConfigError
-from edgepack.targets import FunctionsHttpTarget, WebServiceTarget, parse_target
+from edgepack.targets import FunctionsHttpTarget, IoTEdgeTarget, WebServiceTarget, parse_target
 
 
 def test_webservice_defaults_to_key_auth():
@@ -30,7 +30,7 @@ def test_options_that_do_not_fit_are_listed(name, kwargs, text):
 
 def test_planned_and_unknown_targets_say_so():
     with pytest.raises(ConfigError, match="not available in this version"):
-        parse_target("iot-edge")
+        parse_target("fpga")
     with pytest.raises(ConfigError, match="unknown target") as info:
         parse_target("lambda")
     assert "webservice" in info.value.hint
@@ -68,3 +68,12 @@ def test_servicebus_target():
     assert info.value.problems == ("--input-queue: required for functions-servicebus",)
     with pytest.raises(ConfigError, match="must differ"):
         parse_target("functions-servicebus", input_queue="q", output_queue="q")
+
+
+def test_iot_edge_target_endpoints():
+    assert parse_target("iot-edge") == IoTEdgeTarget("input1", "output1")
+    assert parse_target("iot-edge", module_input="camera", module_output="scores").module_output == "scores"
+    with pytest.raises(ConfigError) as info:
+        parse_target("iot-edge", module_input="bad name", input_queue="q")
+    assert any("--module-input" in p for p in info.value.problems)
+    assert any("--input-queue: does not apply" in p for p in info.value.problems)

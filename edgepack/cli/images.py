@@ -16,7 +16,7 @@ from edgepack.cli.support import emit, home_from_env, push_progress, registry_fl
 from edgepack.targets import TARGET_NAMES, parse_target
 
 _TARGET_FLAGS = ("target_name", "auth_level", "no_auth", "input_path", "output_path", "input_queue",
-                 "output_queue", "connection")
+                 "output_queue", "connection", "module_input", "module_output")
 
 
 def _target_options(func):
@@ -40,6 +40,10 @@ def _target_options(func):
         click.option("--output-queue", metavar="NAME", help="functions-servicebus: the queue results go to."),
         click.option("--connection", metavar="SETTING",
                      help="functions-blob/-servicebus: the app setting holding the connection string."),
+        # --output already names the layout folder, so the module's endpoints take the module- prefix
+        click.option("--module-input", metavar="NAME", help="iot-edge: the module input to score (default input1)."),
+        click.option("--module-output", metavar="NAME",
+                     help="iot-edge: the module output results go to (default output1)."),
         click.option("--base-image", metavar="REF", help="Override the target's default base image."),
     ]
     for option in reversed(options):

@@ -110,6 +110,9 @@ def run(daemon: Any, source: str, *, runs_dir: Path, name: str | None = None, po
     if info is None:
         raise EdgepackError(f"running '{source}': the image carries no edgepack run labels",
                             hint="Run images made by 'edgepack package'.")
+    if info.target == "iot-edge":
+        raise EdgepackError(f"running '{source}': it is an IoT Edge module, which scores hub messages, not HTTP "
+                            "requests", hint="Deploy it to a device or the local hub with 'edgepack deploy iot-edge'.")
     name = name or _default_name(info, digest)
     container_port = info.port
     auth = info.auth

@@ -6,9 +6,9 @@ from edgepack.config.schema import InferenceConfig
 from edgepack.errors import PackagingError
 from edgepack.models.artifact import ModelArtifact
 from edgepack.oci.plan import ImagePlan
-from edgepack.packagers import functions, webservice
-from edgepack.targets import (FunctionsBlobTarget, FunctionsHttpTarget, FunctionsServiceBusTarget, Target,
-                              WebServiceTarget)
+from edgepack.packagers import functions, iotedge, webservice
+from edgepack.targets import (FunctionsBlobTarget, FunctionsHttpTarget, FunctionsServiceBusTarget, IoTEdgeTarget,
+                              Target, WebServiceTarget)
 
 __all__ = ["plan_image"]
 
@@ -33,4 +33,6 @@ def plan_image(models: ModelArtifact | tuple[ModelArtifact, ...], config: Infere
             return webservice.plan(models, config, target, base_image=base_image)
         case FunctionsHttpTarget() | FunctionsBlobTarget() | FunctionsServiceBusTarget():
             return functions.plan(models, config, target, base_image=base_image)
+        case IoTEdgeTarget():
+            return iotedge.plan(models, config, target, base_image=base_image)
     raise TypeError(f"no packager for {target!r}")

@@ -36,14 +36,19 @@ def _python_files(root: Path, dest: str) -> list[FileEntry]:
             and "__pycache__" not in p.parts and "tests" not in p.relative_to(root).parts]
 
 
-def runtime_layer(*, with_triggers: bool, extra: tuple[FileEntry, ...] = ()) -> LayerSpec:
-    """The edgepack runtime (and, for function images, the trigger adapters) read as files, not imported."""
+def runtime_layer(*, with_triggers: bool = False, with_agent: bool = False,
+                  extra: tuple[FileEntry, ...] = ()) -> LayerSpec:
+    """The edgepack runtime and the target's adapter (the trigger adapters for function images, the device agent
+    for IoT Edge modules), read as files, not imported."""
     pkg = Path(edgepack.__file__).parent
     entries = [FileEntry.from_file(f"{RUNTIME_LIB}/edgepack/__init__.py", pkg / "__init__.py")]
     entries += _python_files(pkg / "runtime", f"{RUNTIME_LIB}/edgepack/runtime")
     if with_triggers:
         triggers = Path(str(resources.files("triggers")))
         entries += _python_files(triggers, f"{RUNTIME_LIB}/triggers")
+    if with_agent:
+        agent = Path(str(resources.files("device_agents")))
+        entries += _python_files(agent, f"{RUNTIME_LIB}/device_agents")
     return LayerSpec("edgepack-runtime", tuple(entries) + extra, comment="edgepack runtime and target adapter")
 
 
@@ -101,7 +106,8 @@ def model_layers(models: tuple[ModelArtifact, ...], *, app_root: str) -> tuple[L
 
 
 def runtime_config(models: tuple[ModelArtifact, ...], config: InferenceConfig, *, target: str, app_root: str,
-                   source_dest: str, auth_enabled: bool, auth_level: str = "anonymous") -> RuntimeConfig:
+                   source_dest: str, auth_enabled: bool, auth_level: str = "anonymous",
+                   module_input: str = "input1", module_output: str = "output1") -> RuntimeConfig:
     """The settings the in-image runtime reads from ``EDGEPACK_RUNTIME_CONFIG`` (and the model entries)."""
     src_root = config.source_directory or config.entry_script.parent
     return RuntimeConfig(
@@ -116,14 +122,17 @@ def runtime_config(models: tuple[ModelArtifact, ...], config: InferenceConfig, *
         auth_enabled=auth_enabled,
         route="score",
         auth_level=auth_level,
+        module_input=module_input,
+        module_output=module_output,
     ).with_models(tuple(model_entry(m, app_root) for m in models))
 
 
 def image_labels(models: tuple[ModelArtifact, ...], target: str, *, port: int, auth: str, score_path: str,
-                 ready_path: str, local_command: tuple[str, ...] | None = None) -> dict[str, str]:
+                 ready_path: str, local_command: tuple[str, ...] | None = None, module_input: str | None = None,
+                 module_output: str | None = None) -> dict[str, str]:
     """The image's ``io.edgepack.*`` labels: how ``edgepack run`` starts and probes it, and what it holds."""
     return ImageLabels(target=target, port=port, auth=auth, score_path=score_path, ready_path=ready_path,
-                       local_command=local_command,
+                       local_command=local_command, module_input=module_input, module_output=module_output,
                        models=tuple({"name": m.name, "version": m.version, "sha256": m.sha256}
                                     for m in models)).to_labels()
 

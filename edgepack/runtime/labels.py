@@ -25,6 +25,9 @@ class ImageLabels:
     local_command: tuple[str, ...] | None = None
     # Every model: {"name", "version", "sha256"}.
     models: tuple[dict[str, Any], ...] = field(default=())
+    # IoT Edge modules: the input the agent scores and the output its results go to (routes name them).
+    module_input: str | None = None
+    module_output: str | None = None
 
     @property
     def model_name(self) -> str:
@@ -42,6 +45,10 @@ class ImageLabels:
         }
         if self.local_command:
             labels[f"{PREFIX}local-command"] = json.dumps(list(self.local_command))
+        if self.module_input:
+            labels[f"{PREFIX}module.input"] = self.module_input
+        if self.module_output:
+            labels[f"{PREFIX}module.output"] = self.module_output
         if len(self.models) == 1:
             only = self.models[0]
             labels.update({f"{PREFIX}model.name": only["name"], f"{PREFIX}model.version": str(only["version"]),
@@ -62,4 +69,5 @@ class ImageLabels:
         return cls(target=labels.get(f"{PREFIX}target", ""), port=int(labels[f"{PREFIX}port"]),
                    auth=labels.get(f"{PREFIX}auth", "none"), score_path=labels.get(f"{PREFIX}score-path", "/score"),
                    ready_path=labels.get(f"{PREFIX}ready-path", "/"),
-                   local_command=tuple(json.loads(command)) if command else None, models=tuple(models))
+                   local_command=tuple(json.loads(command)) if command else None, models=tuple(models),
+                   module_input=labels.get(f"{PREFIX}module.input"), module_output=labels.get(f"{PREFIX}module.output"))

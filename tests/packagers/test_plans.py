@@ -12,7 +12,7 @@ from edgepack.models.store import LocalModelStore
 from edgepack.oci.layer import LayerSpec
 from edgepack.oci.plan import PipLayer
 from edgepack.packagers import plan_image
-from edgepack.targets import FunctionsHttpTarget, WebServiceTarget
+from edgepack.targets import FunctionsHttpTarget, IoTEdgeTarget, WebServiceTarget
 from tests.project import make_model, make_project
 
 
@@ -165,3 +165,23 @@ def test_rawhttp_scripts_need_an_http_trigger(inputs, tmp_path):
     assert "werkzeug" in plan_image(model, config, FunctionsHttpTarget()).layers[0].requirements
     with pytest.raises(PackagingError, match="its run\\(\\) is @rawhttp, so it needs an HTTP request"):
         plan_image(model, config, FunctionsBlobTarget(input_path="in/{name}", output_path="out/{name}"))
+
+
+def test_iot_edge_module_plan_runs_the_agent_with_the_device_sdk(inputs):
+    model, config = inputs
+    plan = plan_image(model, config, IoTEdgeTarget(module_input="camera", module_output="scores"))
+    assert [layer.name for layer in plan.layers] == ["python-dependencies", "edgepack-runtime", "source", "model"]
+    deps = plan.layers[0]
+    assert isinstance(deps, PipLayer)
+    assert deps.requirements == ("numpy", "onnxruntime", "azure-iot-device>=2.14,<3", "scikit-learn==1.5.2")
+    runtime = _files(plan.layers[1])
+    assert "/opt/edgepack/lib/device_agents/agent.py" in runtime and "/opt/edgepack/lib/device_agents/__main__.py" \
+        in runtime
+    assert not any("/triggers/" in d for d in runtime)
+    rc = json.loads(_files(plan.layers[2])["/opt/edgepack/runtime.json"].data)
+    assert (rc["target"], rc["module_input"], rc["module_output"]) == ("iot-edge", "camera", "scores")
+    assert rc["auth_enabled"] is False
+    assert plan.entrypoint == ("python3", "-m", "device_agents") and plan.exposed_ports == ()
+    assert plan.env["EDGEPACK_STATE_DIR"] == "/var/lib/edgepack"
+    assert plan.labels["io.edgepack.target"] == "iot-edge"
+    assert (plan.labels["io.edgepack.module.input"], plan.labels["io.edgepack.module.output"]) == ("camera", "scores")
