@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from edgepack.config.schema import InferenceConfig
 from edgepack.models.artifact import ModelArtifact
-from edgepack.oci.plan import ImagePlan, PipLayer
+from edgepack.oci.plan import ImagePlan
 from edgepack.packagers import layers
 from edgepack.packagers.webservice import APP_ROOT, SOURCE_DEST, default_base
 from edgepack.runtime.edge import DEFAULT_STATE_DIR, STATE_DIR
@@ -26,18 +26,12 @@ def plan(models: tuple[ModelArtifact, ...], config: InferenceConfig, target: IoT
                                auth_enabled=False, module_input=target.module_input,
                                module_output=target.module_output)
     env = {**layers.common_env(rc, config), STATE_DIR: DEFAULT_STATE_DIR}
+    requirements = layers.requirements(layers.RUNTIME_REQUIREMENTS, AGENT_REQUIREMENTS, config.pip_requirements)
     return ImagePlan(
         target=target.name,
         base_image=base_image or config.base_image or default_base(config.python_version),
-        layers=(
-            PipLayer("python-dependencies",
-                     layers.requirements(layers.RUNTIME_REQUIREMENTS, AGENT_REQUIREMENTS, config.pip_requirements),
-                     layers.SITE_PACKAGES, comment="python dependencies", index_urls=config.index_urls,
-                     find_links=config.find_links, conda_packages=config.conda_packages),
-            layers.runtime_layer(with_agent=True),
-            layers.source_layer(config, SOURCE_DEST, settings=rc),
-            *layers.model_layers(models, app_root=APP_ROOT),
-        ),
+        layers=layers.app_layers(models, config, rc, requirements=requirements, source_dest=SOURCE_DEST,
+                                 app_root=APP_ROOT, with_agent=True),
         env=env,
         entrypoint=("python3", "-m", "device_agents"),
         cmd=None,

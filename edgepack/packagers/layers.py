@@ -13,6 +13,7 @@ from edgepack.config.schema import InferenceConfig
 from edgepack.errors import PackagingError
 from edgepack.models.artifact import ModelArtifact
 from edgepack.oci.layer import FileEntry, LayerSpec
+from edgepack.oci.plan import PipLayer
 from edgepack.runtime.labels import ImageLabels
 from edgepack.runtime.settings import MODELS_FOLDER, ModelEntry, RuntimeConfig
 
@@ -150,3 +151,16 @@ def common_env(settings: RuntimeConfig, config: InferenceConfig) -> dict[str, st
         "EDGEPACK_MODEL_DIR": settings.model_dir,
         **dict(config.environment_variables),
     }
+
+
+def app_layers(models: tuple[ModelArtifact, ...], config: InferenceConfig, settings: RuntimeConfig, *,
+               requirements: tuple[str, ...], source_dest: str, app_root: str,
+               with_agent: bool = False) -> tuple[LayerSpec | PipLayer, ...]:
+    """The layers of an ``/app`` image in DESIGN.md's order: dependencies, runtime (and agent), source, models."""
+    return (
+        PipLayer("python-dependencies", requirements, SITE_PACKAGES, comment="python dependencies",
+                 index_urls=config.index_urls, find_links=config.find_links, conda_packages=config.conda_packages),
+        runtime_layer(with_agent=with_agent),
+        source_layer(config, source_dest, settings=settings),
+        *model_layers(models, app_root=app_root),
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from edgepack.config.schema import InferenceConfig
 from edgepack.models.artifact import ModelArtifact
-from edgepack.oci.plan import ImagePlan, PipLayer
+from edgepack.oci.plan import ImagePlan
 from edgepack.packagers import layers
 from edgepack.targets import WebServiceTarget
 
@@ -26,17 +26,12 @@ def plan(models: tuple[ModelArtifact, ...], config: InferenceConfig, target: Web
     rc = layers.runtime_config(models, config, target=target.name, app_root=APP_ROOT, source_dest=SOURCE_DEST,
                                auth_enabled=target.auth)
     env = {**layers.common_env(rc, config), "EDGEPACK_PORT": str(target.port)}
+    requirements = layers.requirements(layers.RUNTIME_REQUIREMENTS, config.pip_requirements)
     return ImagePlan(
         target=target.name,
         base_image=base_image or config.base_image or default_base(config.python_version),
-        layers=(
-            PipLayer("python-dependencies", layers.requirements(layers.RUNTIME_REQUIREMENTS, config.pip_requirements),
-                     layers.SITE_PACKAGES, comment="python dependencies", index_urls=config.index_urls,
-                     find_links=config.find_links, conda_packages=config.conda_packages),
-            layers.runtime_layer(with_triggers=False),
-            layers.source_layer(config, SOURCE_DEST, settings=rc),
-            *layers.model_layers(models, app_root=APP_ROOT),
-        ),
+        layers=layers.app_layers(models, config, rc, requirements=requirements, source_dest=SOURCE_DEST,
+                                 app_root=APP_ROOT),
         env=env,
         entrypoint=("python3", "-m", "edgepack.runtime"),
         cmd=None,
