@@ -74,6 +74,15 @@ def _envelope(message: Message) -> Envelope:
                     content_encoding=message.content_encoding, properties=properties)
 
 
+def _error_text(result: Envelope) -> str:
+    """A failed result's error, short enough for a reported property."""
+    try:
+        text = str(json.loads(result.body).get("error", ""))
+    except (ValueError, AttributeError):
+        text = ""
+    return f"{result.properties.get('status', '')}: {text or 'scoring failed'}"[:256]
+
+
 def _message(result: Envelope) -> Message:
     message = Message(result.body, message_id=result.message_id, content_encoding=result.content_encoding,
                       content_type=result.content_type)
@@ -101,7 +110,7 @@ class Agent:
 
     # -- life cycle
     def start(self) -> None:
-        """Install the handlers, connect (retrying until the hub answers) and start the loops."""
+        """Start the loops; the connector installs the SDK handlers and connects, retrying until the hub answers."""
         self.gate.install(self.client)
         # Setting a handler makes the SDK connect to enable its feature: watch the connection first.
         self.client.on_connection_state_change = self._on_connection_change
@@ -250,6 +259,8 @@ class Agent:
                             self.queues.dropped)
             for item in scored:
                 self.stats.scored_one(item.seconds, item.failed)
+                if item.failed:
+                    self.last_error = _error_text(item.result)
             self.gate.room()
             self._results.set()
 

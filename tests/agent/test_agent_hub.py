@@ -74,6 +74,7 @@ def test_bad_input_and_wrong_input_name_give_error_results_not_silence(hub, agen
     assert by_cid[bad].properties["status"] == "400" and "JSON" in by_cid[bad].json()["error"]
     assert by_cid[other].properties["status"] == "404" and by_cid[other].properties["error"] == "true"
     assert hub.responder.wait_for(lambda r: r.reported["edgepack"]["errors"] == 2, 10)
+    assert hub.responder.reported["edgepack"]["lastError"].startswith("404: this module scores messages sent to")
 
 
 def test_direct_methods_and_desired_versions(hub, agent):
