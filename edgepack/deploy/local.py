@@ -112,7 +112,9 @@ def run(daemon: Any, source: str, *, runs_dir: Path, name: str | None = None, po
                             hint="Run images made by 'edgepack package'.")
     if info.target == "iot-edge":
         raise EdgepackError(f"running '{source}': it is an IoT Edge module, which scores hub messages, not HTTP "
-                            "requests", hint="Deploy it to a device or the local hub with 'edgepack deploy iot-edge'.")
+                            "requests",
+                            hint="Deploy it as a module on an IoT Edge device; for development, run its container "
+                                 "with EDGEPACK_IOTHUB_CONNECTION_STRING (and EDGEPACK_IOTHUB_CA_FILE) set.")
     name = name or _default_name(info, digest)
     container_port = info.port
     auth = info.auth
