@@ -103,7 +103,6 @@ class Agent:
         self._stop = threading.Event()
         self._work = threading.Event()  # inputs to score
         self._results = threading.Event()  # results to send
-        self._connected = threading.Event()
         self._twin_wanted = threading.Event()
         self._report_wanted = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -147,12 +146,10 @@ class Agent:
     def _on_connection_change(self) -> None:
         if self.client.connected:
             log.info("connected to the hub")
-            self._connected.set()
             self._twin_wanted.set()
             self._results.set()
         else:
             log.info("disconnected from the hub; results wait in the outbox")
-            self._connected.clear()
 
     def _on_desired(self, patch: dict[str, Any]) -> None:
         self._apply_desired(patch)
@@ -221,8 +218,6 @@ class Agent:
                     self._stop.wait(wait)
                     continue
                 self._twin_wanted.set()
-            if self.client.connected:
-                self._connected.set()
             if self._twin_wanted.wait(1.0) and not self._stop.is_set():
                 self._twin_wanted.clear()
                 self._read_twin()
@@ -290,7 +285,7 @@ class Agent:
         while not self._stop.is_set():
             self._report_wanted.wait(self.settings.report_seconds)
             self._report_wanted.clear()
-            if self._stop.is_set() or not self._connected.is_set():
+            if self._stop.is_set() or not self.client.connected:
                 continue
             document = {REPORTED_KEY: self.reported()}
             try:

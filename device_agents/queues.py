@@ -22,6 +22,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from edgepack.runtime.edge import EdgeSettings
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS inbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, message TEXT NOT NULL, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, message TEXT NOT NULL, body BLOB NOT NULL,
@@ -60,7 +62,8 @@ class Envelope:
 class Queues:
     """The inbox and the outbox in one database; safe to use from several threads."""
 
-    def __init__(self, path: str, *, max_results: int = 10_000, max_result_bytes: int = 64 << 20,
+    def __init__(self, path: str, *, max_results: int = EdgeSettings.max_results,
+                 max_result_bytes: int = EdgeSettings.max_result_bytes,
                  max_inputs: int = 256, sync: str = "normal") -> None:
         if sync not in ("normal", "full"):
             raise ValueError(f"sync must be 'normal' or 'full', not {sync!r}")

@@ -15,7 +15,7 @@ class Stats:
     def __init__(self, window: int = 2048) -> None:
         self._lock = threading.Lock()
         self.started = time.monotonic()
-        self.messages_in = self.messages_out = self.errors = self.scored = 0
+        self.messages_in = self.messages_out = self.errors = 0
         self._latencies: deque[float] = deque(maxlen=window)
         self._recent: deque[bool] = deque(maxlen=window)
 
@@ -25,7 +25,6 @@ class Stats:
 
     def scored_one(self, seconds: float, failed: bool) -> None:
         with self._lock:
-            self.scored += 1
             self.errors += failed
             self._latencies.append(seconds)
             self._recent.append(failed)

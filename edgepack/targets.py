@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from edgepack.errors import ConfigError
+from edgepack.runtime.settings import DEFAULT_MODULE_INPUT, DEFAULT_MODULE_OUTPUT
 
 AUTH_LEVELS = ("anonymous", "function", "admin")
 SUPPORTED = ("webservice", "functions-http", "functions-blob", "functions-servicebus", "iot-edge")
@@ -68,8 +69,8 @@ _ENDPOINT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 class IoTEdgeTarget:
     """An IoT Edge module whose agent scores the messages routed to ``module_input`` into ``module_output``."""
 
-    module_input: str = "input1"
-    module_output: str = "output1"
+    module_input: str = DEFAULT_MODULE_INPUT
+    module_output: str = DEFAULT_MODULE_OUTPUT
     name: str = "iot-edge"
 
 
@@ -155,7 +156,7 @@ def parse_target(name: str, *, auth_level: str | None = None, no_auth: bool = Fa
             target, more = _blob_target(input_path, output_path, connection)
             problems += more
         case "iot-edge":
-            target = IoTEdgeTarget(module_input or "input1", module_output or "output1")
+            target = IoTEdgeTarget(module_input or DEFAULT_MODULE_INPUT, module_output or DEFAULT_MODULE_OUTPUT)
             for option, value in (("--module-input", target.module_input), ("--module-output", target.module_output)):
                 if not _ENDPOINT.match(value):
                     problems.append(f"{option}: '{value}' is not a valid endpoint name (letters, digits, '-', '_', "

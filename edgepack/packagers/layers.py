@@ -15,7 +15,8 @@ from edgepack.models.artifact import ModelArtifact
 from edgepack.oci.layer import FileEntry, LayerSpec
 from edgepack.oci.plan import PipLayer
 from edgepack.runtime.labels import ImageLabels
-from edgepack.runtime.settings import MODELS_FOLDER, ModelEntry, RuntimeConfig
+from edgepack.runtime.settings import (DEFAULT_MODULE_INPUT, DEFAULT_MODULE_OUTPUT, MODELS_FOLDER, ModelEntry,
+                                       RuntimeConfig)
 
 RUNTIME_LIB = "/opt/edgepack/lib"
 SITE_PACKAGES = "/opt/edgepack/site-packages"
@@ -108,7 +109,8 @@ def model_layers(models: tuple[ModelArtifact, ...], *, app_root: str) -> tuple[L
 
 def runtime_config(models: tuple[ModelArtifact, ...], config: InferenceConfig, *, target: str, app_root: str,
                    source_dest: str, auth_enabled: bool, auth_level: str = "anonymous",
-                   module_input: str = "input1", module_output: str = "output1") -> RuntimeConfig:
+                   module_input: str = DEFAULT_MODULE_INPUT,
+                   module_output: str = DEFAULT_MODULE_OUTPUT) -> RuntimeConfig:
     """The settings the in-image runtime reads from ``EDGEPACK_RUNTIME_CONFIG`` (and the model entries)."""
     src_root = config.source_directory or config.entry_script.parent
     return RuntimeConfig(

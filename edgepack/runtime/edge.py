@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from typing import Mapping
 
-from edgepack.runtime.settings import RuntimeSetupError
+from edgepack.runtime.settings import DEFAULT_MODULE_INPUT, DEFAULT_MODULE_OUTPUT, RuntimeSetupError
 
 STATE_DIR = "EDGEPACK_STATE_DIR"  # the host-mounted volume holding the queues and models
 CONNECTION_STRING = "EDGEPACK_IOTHUB_CONNECTION_STRING"  # development: a module connection string
@@ -22,7 +22,6 @@ SYNC = "EDGEPACK_OUTBOX_SYNC"  # normal | full
 REPORT_SECONDS = "EDGEPACK_REPORT_SECONDS"
 TWIN_TIMEOUT = "EDGEPACK_TWIN_TIMEOUT_SECONDS"
 DEFAULT_STATE_DIR = "/var/lib/edgepack"
-DEFAULT_INPUT, DEFAULT_OUTPUT = "input1", "output1"
 
 
 def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
@@ -42,8 +41,8 @@ def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -
 class EdgeSettings:
     """How the agent runs: module input and output names, state folder, outbox bounds, hub connection."""
 
-    module_input: str = DEFAULT_INPUT
-    module_output: str = DEFAULT_OUTPUT
+    module_input: str = DEFAULT_MODULE_INPUT
+    module_output: str = DEFAULT_MODULE_OUTPUT
     state_dir: str = DEFAULT_STATE_DIR
     max_results: int = 10_000
     max_result_bytes: int = 64 << 20
@@ -66,10 +65,11 @@ class EdgeSettings:
         if sync not in ("normal", "full"):
             raise RuntimeSetupError(f"{SYNC}={sync!r}: use 'normal' (survives a killed process) or 'full' "
                                     "(also a power cut)")
-        return cls(module_input=module_input or DEFAULT_INPUT, module_output=module_output or DEFAULT_OUTPUT,
+        return cls(module_input=module_input or DEFAULT_MODULE_INPUT,
+                   module_output=module_output or DEFAULT_MODULE_OUTPUT,
                    state_dir=env.get(STATE_DIR) or DEFAULT_STATE_DIR,
-                   max_results=int(_number(env, MAX_RESULTS, 10_000, 1)),
-                   max_result_bytes=int(_number(env, MAX_RESULT_BYTES, 64 << 20, 1024)), sync=sync,
-                   report_seconds=_number(env, REPORT_SECONDS, 30.0, 0.1),
-                   twin_timeout=_number(env, TWIN_TIMEOUT, 10.0, 0.1),
+                   max_results=int(_number(env, MAX_RESULTS, cls.max_results, 1)),
+                   max_result_bytes=int(_number(env, MAX_RESULT_BYTES, cls.max_result_bytes, 1024)), sync=sync,
+                   report_seconds=_number(env, REPORT_SECONDS, cls.report_seconds, 0.1),
+                   twin_timeout=_number(env, TWIN_TIMEOUT, cls.twin_timeout, 0.1),
                    connection_string=env.get(CONNECTION_STRING) or None, ca_file=env.get(CA_FILE) or None)

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 MODELS_FOLDER = "models"  # beside runtime.json: one ModelEntry per model
+# An IoT Edge module's endpoints when none are named (the names IoT Edge's samples and templates use).
+DEFAULT_MODULE_INPUT, DEFAULT_MODULE_OUTPUT = "input1", "output1"
 
 
 class RuntimeSetupError(Exception):
@@ -60,8 +62,8 @@ class RuntimeConfig:
     # Azure ML's AML_APP_ROOT: the folder holding azureml-models/ (where Model.get_model_path looks).
     app_root: str = ""
     # IoT Edge modules: the module input the agent scores and the output its results go to.
-    module_input: str = "input1"
-    module_output: str = "output1"
+    module_input: str = DEFAULT_MODULE_INPUT
+    module_output: str = DEFAULT_MODULE_OUTPUT
     # Every deployed model (read from the models folder; not written into runtime.json).
     models: tuple[ModelEntry, ...] = field(default=())
 
