@@ -26,15 +26,17 @@ from triggers.host import IndexedFunction, IndexError_, function_json, load_app
 from triggers.http import HttpFunctions, HttpHost
 
 
-def _route_prefix(script_root: str) -> str:
+def _extensions(script_root: str) -> dict:
+    """host.json's ``extensions`` section ({} when there is none)."""
     try:
         with open(os.path.join(script_root, "host.json"), encoding="utf-8") as f:
-            return json.load(f).get("extensions", {}).get("http", {}).get("routePrefix", "api")
-    except (OSError, ValueError):
-        return "api"
+            extensions = json.load(f).get("extensions", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return extensions if isinstance(extensions, dict) else {}
 
 
-def _driver_for(fn: IndexedFunction) -> Any:
+def _driver_for(fn: IndexedFunction, extensions: dict) -> Any:
     """The driver of a non-HTTP trigger, or None. The SDKs are imported only here: a blob function image has
     the storage SDK, a Service Bus one the Service Bus SDK, an HTTP one neither.
 
@@ -49,7 +51,10 @@ def _driver_for(fn: IndexedFunction) -> Any:
     if kind == "serviceBusTrigger":
         from triggers.servicebus import ServiceBusTrigger
 
-        return ServiceBusTrigger(fn)
+        from triggers.servicebus import timespan_seconds
+
+        renewal = (extensions.get("serviceBus") or {}).get("maxAutoLockRenewalDuration", "00:05:00")
+        return ServiceBusTrigger(fn, lock_renewal_seconds=timespan_seconds(renewal))
     return None
 
 
@@ -69,8 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for fn in functions:
         log.info("indexed %s: %s", fn.name, json.dumps(function_json(fn)["bindings"]))
+    extensions = _extensions(args.script_root)
     keys = KeyRing()
-    routes = HttpFunctions(functions, keys, prefix=_route_prefix(args.script_root))
+    routes = HttpFunctions(functions, keys, prefix=(extensions.get("http") or {}).get("routePrefix", "api"))
     if routes.needs_keys() and not keys.configured():
         log.error("cannot start: a function requires a key but no keys are configured: set EDGEPACK_KEYS_FILE "
                   "or EDGEPACK_PRIMARY_KEY (edgepack run does this)")
@@ -78,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     try:
         for fn in functions:
-            driver = _driver_for(fn)
+            driver = _driver_for(fn, extensions)
             if driver is not None:
                 threading.Thread(target=driver.run, args=(stop,), name=f"trigger-{fn.name}", daemon=True).start()
             elif fn.trigger["type"] != "httpTrigger":

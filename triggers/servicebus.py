@@ -3,28 +3,46 @@
 Side effects: Azure Service Bus (or the local test broker) through azure-servicebus. As the Functions host
 does: a message is completed after the function (and its output message) succeeded and abandoned when the
 function raised, so the queue's max delivery count moves a message that always fails to the dead-letter
-queue; messages of a host that dies stay locked and come back when their lock expires (nothing is lost).
+queue; the locks of received messages are renewed until they are settled, up to host.json's
+``maxAutoLockRenewalDuration`` (a slow batch is not delivered twice); messages of a host that dies stay locked
+and come back when their lock expires (nothing is lost).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from typing import Any, Mapping
 
 from azure.functions.servicebus import ServiceBusMessage as FunctionMessage
-from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusReceivedMessage
+from azure.servicebus import AutoLockRenewer, ServiceBusClient, ServiceBusMessage, ServiceBusReceivedMessage
+from azure.servicebus.exceptions import MessageLockLostError
 
 from triggers.bindings import OutValue, TriggerError, resolve_settings
 from triggers.host import IndexedFunction
 
 log = logging.getLogger("triggers.servicebus")
+_TIMESPAN = re.compile(r"(?:(\d+)\.)?(\d+):(\d+):(\d+(?:\.\d+)?)")
 
 
 def _text(value: Any) -> Any:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def timespan_seconds(value: Any) -> float:
+    """Seconds of a host.json TimeSpan (``[d.]hh:mm:ss[.fff]``).
+
+    Raises:
+        TriggerError: the value is not a TimeSpan.
+    """
+    match = _TIMESPAN.fullmatch(value.strip()) if isinstance(value, str) else None
+    if not match:
+        raise TriggerError(f"host.json: {value!r} is not a TimeSpan (hint: write hh:mm:ss, e.g. 00:05:00)")
+    days, hours, minutes, seconds = match.groups()
+    return int(days or 0) * 86400 + int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
 def function_message(msg: ServiceBusReceivedMessage) -> FunctionMessage:
@@ -44,14 +62,14 @@ class ServiceBusTrigger:
     """Drives one Service Bus queue-triggered function."""
 
     def __init__(self, fn: IndexedFunction, *, env: Mapping[str, str] | None = None, batch: int = 16,
-                 wait_seconds: float = 1.0) -> None:
+                 wait_seconds: float = 1.0, lock_renewal_seconds: float = 300.0) -> None:
         env = dict(os.environ if env is None else env)
         trigger = fn.trigger
         setting = trigger.get("connection") or "AzureWebJobsServiceBus"
         if not env.get(setting):
             raise TriggerError(f"function '{fn.name}': connection setting '{setting}' is not set "
                                "(give the Service Bus connection string, e.g. edgepack run --env)")
-        self.fn, self.batch, self.wait = fn, batch, wait_seconds
+        self.fn, self.batch, self.wait, self.lock_renewal = fn, batch, wait_seconds, lock_renewal_seconds
         self.queue = resolve_settings(trigger["queueName"], env)
         self.input_name = trigger["name"]
         output = next((b for b in fn.bindings if b["type"] == "serviceBus" and b["direction"] == "OUT"), None)
@@ -65,8 +83,9 @@ class ServiceBusTrigger:
         """Receive and process until ``stop`` is set; connection errors are logged and retried."""
         log.info("service bus trigger %s watching queue %s", self.fn.name, self.queue)
         while not stop.is_set():
+            renewer = AutoLockRenewer(max_lock_renewal_duration=self.lock_renewal, max_workers=1)
             try:
-                with self.client.get_queue_receiver(self.queue) as receiver:
+                with self.client.get_queue_receiver(self.queue, auto_lock_renewer=renewer) as receiver:
                     sender = self.out_client.get_queue_sender(self.output[1]) if self.output else None
                     try:
                         while not stop.is_set():
@@ -79,6 +98,8 @@ class ServiceBusTrigger:
             except Exception:  # noqa: BLE001 - a broken link must not stop the host; it reconnects
                 log.exception("service bus trigger %s: connection failed; reconnecting", self.fn.name)
                 stop.wait(1.0)
+            finally:
+                renewer.close()
 
     def process(self, receiver: Any, sender: Any, msg: ServiceBusReceivedMessage) -> None:
         """Invoke the function for one message, send its output, then settle the message."""
@@ -93,10 +114,12 @@ class ServiceBusTrigger:
                 sender.send_messages(ServiceBusMessage(out.value, content_type="application/json",
                                                        correlation_id=msg.message_id))
         except Exception as exc:  # noqa: BLE001 - the user function may raise anything: abandon, count a try
-            receiver.abandon_message(msg)
-            outcome = f"abandoned (delivery {(msg.delivery_count or 0) + 1}): {exc}"
+            settle, outcome = receiver.abandon_message, f"abandoned (delivery {(msg.delivery_count or 0) + 1}): {exc}"
         else:
-            receiver.complete_message(msg)
-            outcome = "completed"
+            settle, outcome = receiver.complete_message, "completed"
+        try:
+            settle(msg)
+        except MessageLockLostError:  # the queue gives it to a receiver again: at least once, as the host does
+            outcome = "not settled: its lock was lost, it will be delivered again"
         log.info("invoked %s on message %s: %s, %.1fms", self.fn.name, msg.message_id, outcome,
                  (time.perf_counter() - started) * 1000)

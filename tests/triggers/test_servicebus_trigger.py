@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -17,14 +18,15 @@ from azure.servicebus import ServiceBusClient, ServiceBusMessage
 from edgepack.targets import parse_target
 from tests.project import expected, make_function_app
 from triggers.host import load_app
-from triggers.servicebus import ServiceBusTrigger
+from triggers.bindings import TriggerError
+from triggers.servicebus import ServiceBusTrigger, timespan_seconds
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture
 def broker(start_broker):
-    return start_broker(["requests:3:1", "scores"])
+    return start_broker(["requests:3:30", "scores"])
 
 
 @pytest.fixture
@@ -45,11 +47,16 @@ def _send(broker, bodies: list) -> None:
                                       for i, b in enumerate(bodies[start:start + 50])])
 
 
-def _drain(broker, queue: str, want: int, timeout: float = 60.0, **kwargs) -> list:
+def _drain(broker, queue: str, want: int | set, timeout: float = 60.0, **kwargs) -> list:
+    """Receive until ``want`` messages came, or until every correlation id of the set ``want`` was seen."""
     out, deadline = [], time.monotonic() + timeout
+
+    def done() -> bool:
+        return want <= {m.correlation_id for m in out} if isinstance(want, set) else len(out) >= want
+
     with ServiceBusClient.from_connection_string(broker.connection_string()) as client:
         with client.get_queue_receiver(queue, **kwargs) as receiver:
-            while len(out) < want and time.monotonic() < deadline:
+            while not done() and time.monotonic() < deadline:
                 for m in receiver.receive_messages(max_message_count=50, max_wait_time=1):
                     out.append(m)
                     receiver.complete_message(m)
@@ -79,7 +86,8 @@ def test_200_messages_give_200_outputs_and_a_failing_one_is_dead_lettered(broker
         thread.join(10)
 
 
-def test_killing_the_host_mid_batch_loses_nothing(broker, app, tmp_path):
+def test_killing_the_host_mid_batch_loses_nothing(start_broker, app, tmp_path):
+    broker = start_broker(["requests:3:1", "scores"])  # the dead host's locks expire after 1 s
     env = {**os.environ, "AzureWebJobsServiceBus": broker.connection_string(), "EDGEPACK_RUNTIME_CONFIG":
            str(app["rc"]), "EDGEPACK_PORT": "0", "PYTHONPATH": ROOT}
 
@@ -94,9 +102,46 @@ def test_killing_the_host_mid_batch_loses_nothing(broker, app, tmp_path):
     first.send_signal(signal.SIGKILL)
     first.wait(10)
     second = host()
-    try:
-        outputs += _drain(broker, "scores", 300 - len(outputs), timeout=90)
+    wanted = {f"req-{i}" for i in range(300)}
+    try:  # at-least-once: a message scored but not completed when the host died is scored again
+        outputs += _drain(broker, "scores", wanted - {m.correlation_id for m in outputs}, timeout=90)
     finally:
         second.terminate()
         second.wait(10)
-    assert {m.correlation_id for m in outputs} == {f"req-{i}" for i in range(300)}
+    assert {m.correlation_id for m in outputs} == wanted
+
+
+def test_a_function_slower_than_the_lock_is_completed_once(start_broker, app):
+    broker = start_broker(["requests:5:1", "scores"])  # a 1 s lock; each call takes 2.5 s
+    fn, calls = load_app(str(app["root"]))[0], []
+
+    def slow(**kwargs):
+        calls.append(kwargs["msg"].message_id)
+        time.sleep(2.5)
+        return fn.call(**kwargs)
+
+    trigger = ServiceBusTrigger(dataclasses.replace(fn, call=slow), batch=2,
+                                env={"AzureWebJobsServiceBus": broker.connection_string()})
+    stop = threading.Event()
+    thread = threading.Thread(target=trigger.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        _send(broker, [{"data": [[float(i), 0.0, 0.0, 0.0]]} for i in range(2)])
+        outputs = _drain(broker, "scores", 3, timeout=10)  # waits past the two outputs for a redelivery
+    finally:
+        stop.set()
+        thread.join(10)
+    assert calls == ["req-0", "req-1"]  # a lost lock would have given a message back for a second call
+    assert sorted(m.correlation_id for m in outputs) == ["req-0", "req-1"]
+    assert _drain(broker, "requests", 1, timeout=2, sub_queue="deadletter") == []
+
+
+@pytest.mark.parametrize("value, seconds", [("00:05:00", 300.0), ("1.02:00:30.5", 93630.5), (" 00:00:01 ", 1.0)])
+def test_host_json_timespans(value, seconds):
+    assert timespan_seconds(value) == seconds
+
+
+@pytest.mark.parametrize("value", ["5m", "00:05", "", 300, None])
+def test_a_bad_timespan_is_named(value):
+    with pytest.raises(TriggerError, match="not a TimeSpan"):
+        timespan_seconds(value)
