@@ -49,11 +49,9 @@ def _driver_for(fn: IndexedFunction, extensions: dict) -> Any:
 
         return BlobTrigger(fn, app_name=os.environ.get("WEBSITE_SITE_NAME", "edgepack"))
     if kind == "serviceBusTrigger":
-        from triggers.servicebus import ServiceBusTrigger
+        from triggers.servicebus import DEFAULT_LOCK_RENEWAL, ServiceBusTrigger, timespan_seconds
 
-        from triggers.servicebus import timespan_seconds
-
-        renewal = (extensions.get("serviceBus") or {}).get("maxAutoLockRenewalDuration", "00:05:00")
+        renewal = (extensions.get("serviceBus") or {}).get("maxAutoLockRenewalDuration", DEFAULT_LOCK_RENEWAL)
         return ServiceBusTrigger(fn, lock_renewal_seconds=timespan_seconds(renewal))
     return None
 

@@ -26,6 +26,7 @@ from triggers.host import IndexedFunction
 
 log = logging.getLogger("triggers.servicebus")
 _TIMESPAN = re.compile(r"(?:(\d+)\.)?(\d+):(\d+):(\d+(?:\.\d+)?)")
+DEFAULT_LOCK_RENEWAL = "00:05:00"  # the Functions host's default maxAutoLockRenewalDuration
 
 
 def _text(value: Any) -> Any:
@@ -62,14 +63,16 @@ class ServiceBusTrigger:
     """Drives one Service Bus queue-triggered function."""
 
     def __init__(self, fn: IndexedFunction, *, env: Mapping[str, str] | None = None, batch: int = 16,
-                 wait_seconds: float = 1.0, lock_renewal_seconds: float = 300.0) -> None:
+                 wait_seconds: float = 1.0, lock_renewal_seconds: float | None = None) -> None:
         env = dict(os.environ if env is None else env)
         trigger = fn.trigger
         setting = trigger.get("connection") or "AzureWebJobsServiceBus"
         if not env.get(setting):
             raise TriggerError(f"function '{fn.name}': connection setting '{setting}' is not set "
                                "(give the Service Bus connection string, e.g. edgepack run --env)")
-        self.fn, self.batch, self.wait, self.lock_renewal = fn, batch, wait_seconds, lock_renewal_seconds
+        self.fn, self.batch, self.wait = fn, batch, wait_seconds
+        self.lock_renewal = timespan_seconds(DEFAULT_LOCK_RENEWAL) if lock_renewal_seconds is None \
+            else lock_renewal_seconds
         self.queue = resolve_settings(trigger["queueName"], env)
         self.input_name = trigger["name"]
         output = next((b for b in fn.bindings if b["type"] == "serviceBus" and b["direction"] == "OUT"), None)
@@ -92,14 +95,14 @@ class ServiceBusTrigger:
                             for msg in receiver.receive_messages(max_message_count=self.batch,
                                                                  max_wait_time=self.wait):
                                 self.process(receiver, sender, msg)
-                    finally:
+                    finally:  # the renewer first: a renewal in flight must not meet a closed receiver
+                        renewer.close()
                         if sender is not None:
                             sender.close()
             except Exception:  # noqa: BLE001 - a broken link must not stop the host; it reconnects
                 log.exception("service bus trigger %s: connection failed; reconnecting", self.fn.name)
-                stop.wait(1.0)
-            finally:
                 renewer.close()
+                stop.wait(1.0)
 
     def process(self, receiver: Any, sender: Any, msg: ServiceBusReceivedMessage) -> None:
         """Invoke the function for one message, send its output, then settle the message."""
