@@ -21,24 +21,23 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("azure.iot.device").setLevel(logging.WARNING)
     log = logging.getLogger("device_agents")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
-        runtime = load_runtime()
+        runtime = load_runtime(start=False)  # the agent starts the model it will serve
         settings = EdgeSettings.from_env(runtime.config.module_input, runtime.config.module_output)
         os.makedirs(settings.state_dir, exist_ok=True)
         queues = Queues(os.path.join(settings.state_dir, "queues.db"), max_results=settings.max_results,
                         max_result_bytes=settings.max_result_bytes, sync=settings.sync)
-        client = make_client(settings)
+        agent = Agent(runtime, lambda: make_client(settings), queues, settings)
+        agent.start()  # loads the model and makes the first client: a bad connection string or CA fails here
     except RuntimeSetupError as exc:
         log.error("the agent cannot start: %s", exc)
         return 1
     except (OSError, ValueError) as exc:
         log.error("the agent cannot start: %s: %s", type(exc).__name__, exc)
         return 1
-    agent = Agent(runtime, client, queues, settings)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    agent.start()
     log.info("agent running: input '%s' → output '%s', state in %s", settings.module_input, settings.module_output,
              settings.state_dir)
     stop.wait()

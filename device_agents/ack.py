@@ -7,8 +7,8 @@ forgot. ``AckGate`` closes the window: it wraps the SDK transport's message hand
 paho's thread waits until the agent's handler stored the message in its inbox (``stored()``), and also while the
 inbox is full (backpressure: the broker keeps what the agent cannot take yet).
 
-This reaches into the SDK's private pipeline (the transport stage's ``transport``); the agent checks for it at
-start and, when a future SDK moves it, logs that inputs are acknowledged on receipt instead of failing.
+This reaches into the SDK's private pipeline (``device_agents.sdk``); when a future SDK moves it, the gate logs
+that inputs are acknowledged on receipt instead of failing.
 """
 
 from __future__ import annotations
@@ -17,18 +17,10 @@ import logging
 import threading
 from typing import Any, Callable
 
+from device_agents.sdk import transport as sdk_transport
+
 log = logging.getLogger("device_agents.ack")
 _INPUT_TOPIC = "/inputs/"
-
-
-def _transport(client: Any) -> Any | None:
-    stage = getattr(getattr(client, "_mqtt_pipeline", None), "_pipeline", None)
-    while stage is not None:
-        transport = getattr(stage, "transport", None)
-        if transport is not None and hasattr(transport, "on_mqtt_message_received_handler"):
-            return transport
-        stage = getattr(stage, "next", None)
-    return None
 
 
 class AckGate:
@@ -42,7 +34,7 @@ class AckGate:
 
     def install(self, client: Any) -> bool:
         """Wrap ``client``'s transport handler; False (and a warning) when the SDK has no such transport."""
-        transport = _transport(client)
+        transport = sdk_transport(client)
         if transport is None:
             log.warning("the device SDK's transport was not found: inputs are acknowledged when received, "
                         "before they are stored")

@@ -5,13 +5,16 @@ the SDK's handler thread stores each input (and only then lets the broker have i
 ``device_agents.ack``); the scorer moves inputs to results; the sender delivers results in order, retrying with
 backoff and jitter while the link is down (the SDK itself queues nothing offline); the reporter patches the
 reported properties. After every connect and reconnect the agent reads the twin itself, with a timeout (the
-SDK's own read can be lost and never times out) and applies desired properties once per ``$version``.
+SDK's own read can be lost and never times out) and applies desired properties once per ``$version``. When a
+reconnect finds that the hub forgot the session (and with it the subscriptions the SDK never renews), the agent
+closes that client and connects with a new one, which subscribes afresh.
 """
 
 from __future__ import annotations
 
-import logging
 import json
+import logging
+import os
 import random
 import threading
 import uuid
@@ -22,7 +25,10 @@ from azure.iot.device import IoTHubModuleClient, Message, MethodRequest, MethodR
 from edgepack.runtime.edge import EdgeSettings
 from edgepack.runtime.scoring import Runtime
 
+from device_agents import sdk
 from device_agents.ack import AckGate
+from device_agents.fetch import Fetcher
+from device_agents.models import ModelStore, ModelSwapper
 from device_agents.queues import Envelope, Queues
 from device_agents.scoring import MAX_BATCH, score_messages
 from device_agents.stats import Stats
@@ -92,14 +98,25 @@ def _message(result: Envelope) -> Message:
 
 
 class Agent:
-    """Runs one module: scores its input messages with ``runtime`` and sends the results to its output."""
+    """Runs one module: scores its input messages with ``runtime`` and sends the results to its output.
 
-    def __init__(self, runtime: Runtime, client: Any, queues: Queues, settings: EdgeSettings) -> None:
-        self.runtime, self.client, self.queues, self.settings = runtime, client, queues, settings
-        self.stats = Stats()
+    ``new_client`` makes a module client (``make_client``); the agent makes another when the hub lost the session.
+    """
+
+    def __init__(self, runtime: Runtime, new_client: Callable[[], Any], queues: Queues,
+                 settings: EdgeSettings) -> None:
+        self.runtime, self.queues, self.settings = runtime, queues, settings
+        self.models = ModelSwapper(runtime, ModelStore(os.path.join(settings.state_dir, "models")),
+                                   install=self._use, changed=self._report_now, fetcher=self._fetcher)
+        self._new_client = new_client
+        self.client: Any = None
         self.gate = AckGate(lambda: queues.inbox_full)
+        self.stats = Stats()
         self.status, self.last_error = "starting", ""
         self.desired_version = 0
+        self.sessions_lost = 0
+        self._subscribed = False  # the current client's handlers are set (so its broker session holds them)
+        self._session_lost = threading.Event()
         self._stop = threading.Event()
         self._work = threading.Event()  # inputs to score
         self._results = threading.Event()  # results to send
@@ -109,10 +126,11 @@ class Agent:
 
     # -- life cycle
     def start(self) -> None:
-        """Start the loops; the connector installs the SDK handlers and connects, retrying until the hub answers."""
-        self.gate.install(self.client)
-        # Setting a handler makes the SDK connect to enable its feature: watch the connection first.
-        self.client.on_connection_state_change = self._on_connection_change
+        """Serve the model swapped in last time (or the image's), then start the loops; the connector installs
+        the SDK handlers and connects, retrying until the hub answers."""
+        self.runtime = self.models.restore(self.runtime)
+        self.models.start()
+        self._attach()
         self._twin_wanted.set()
         for name, loop in (("scorer", self._score_loop), ("sender", self._send_loop),
                            ("connector", self._connect_loop), ("reporter", self._report_loop)):
@@ -124,10 +142,13 @@ class Agent:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the loops and close the connection; what is queued stays on disk for the next start."""
+        if self._stop.is_set():
+            return
         self._stop.set()
         for event in (self._work, self._results, self._twin_wanted, self._report_wanted):
             event.set()
         self.gate.room()
+        self.models.stop()
         for thread in self._threads:
             thread.join(timeout)
         try:
@@ -136,7 +157,46 @@ class Agent:
             log.info("closing the hub connection: %s", exc)
         self.queues.close()
 
+    def _use(self, runtime: Runtime) -> None:
+        """Score with ``runtime`` from the next batch on (a batch being scored finishes on the old one)."""
+        self.runtime = runtime
+
+    def _fetcher(self, stop: threading.Event) -> Fetcher:
+        s = self.settings
+        return Fetcher(username=s.model_username, password=s.model_password, ca_file=s.model_ca_file, stop=stop)
+
+    def _attach(self) -> None:
+        """Make a client and watch it: acknowledgements, connection changes, and sessions the hub forgot."""
+        client = self._new_client()
+        self.gate = AckGate(lambda: self.queues.inbox_full)
+        self.gate.install(client)
+        if not sdk.watch_sessions(client, self._on_connack):
+            log.warning("the device SDK's MQTT client was not found: a hub that loses this module's session will "
+                        "not be noticed")
+        # Setting a handler makes the SDK connect to enable its feature: watch the connection first.
+        client.on_connection_state_change = self._on_connection_change
+        self._subscribed = False
+        self.client = client
+
+    def _renew_client(self) -> None:
+        """Close the client whose session the hub forgot and attach a new one (the same identity: the old one
+        must be gone first, or the two would keep taking the session from each other)."""
+        self.sessions_lost += 1
+        log.warning("the hub forgot this module's session and its subscriptions; reconnecting with a new client")
+        old = self.client
+        try:
+            call_with_timeout(old.shutdown, self.settings.twin_timeout, "shutdown")
+        except Exception as exc:  # replaced anyway
+            log.info("closing the old hub connection: %s", exc)
+        self._session_lost.clear()
+        self._attach()
+
     # -- handlers (SDK threads)
+    def _on_connack(self, session_present: bool) -> None:
+        if self._subscribed and not session_present:
+            self._session_lost.set()
+            self._twin_wanted.set()  # wakes the connector
+
     def _on_input(self, message: Message) -> None:
         self.queues.take(_envelope(message))
         self.stats.received()
@@ -162,7 +222,8 @@ class Agent:
             log.warning("answering method %s: %s", request.name, exc)
 
     def method(self, name: str, payload: Any) -> tuple[int, Any]:
-        """Direct methods: ``ping``, ``stats``, ``score`` (one message, answered at once, not queued)."""
+        """Direct methods: ``ping``, ``stats``, ``score`` (one message, answered at once, not queued) and
+        ``rollback`` (serve the previous model again)."""
         if name == "ping":
             return 200, {"pong": True, "status": self.status, "uptimeSeconds": self.stats.snapshot()["uptimeSeconds"]}
         if name == "stats":
@@ -175,7 +236,9 @@ class Agent:
             except ValueError:
                 answer = response.body.decode("utf-8", "replace")
             return response.status, answer
-        return 404, {"error": f"no method '{name}'; the agent has ping, stats and score"}
+        if name == "rollback":
+            return self.models.rollback()
+        return 404, {"error": f"no method '{name}'; the agent has ping, stats, score and rollback"}
 
     # -- desired state
     def _apply_desired(self, desired: dict[str, Any]) -> None:
@@ -183,6 +246,8 @@ class Agent:
         if version and version <= self.desired_version:
             return  # seen already (the twin read after a reconnect repeats what patches brought)
         self.desired_version = version
+        if "model" in desired:
+            self.models.want(desired["model"])
         log.info("desired properties version %d applied", version)
         self._report_now()
 
@@ -195,12 +260,14 @@ class Agent:
         self.client.on_twin_desired_properties_patch_received = self._on_desired
 
     def _connect_loop(self) -> None:
-        attempt, installed = 0, False
+        attempt = 0
         while not self._stop.is_set():
-            if not installed:
+            if self._session_lost.is_set():
+                self._renew_client()
+            if not self._subscribed:
                 try:
                     self._install_handlers()
-                    installed = True
+                    self._subscribed = True
                 except Exception as exc:
                     attempt += 1
                     wait = backoff(attempt, cap=10.0)
@@ -297,13 +364,11 @@ class Agent:
     def reported(self) -> dict[str, Any]:
         """The reported-properties document (under ``edgepack``)."""
         depth, depth_bytes = self.queues.depth()
-        model = self.runtime.config.model or {}
-        return {"model": {"name": model.get("name"), "version": model.get("version"),
-                          "sha256": model.get("sha256")},
+        return {"model": self.models.reported(),
                 "status": self.status, "lastError": self.last_error, "desiredVersion": self.desired_version,
                 **self.stats.snapshot(), "outboxDepth": depth, "outboxBytes": depth_bytes,
                 "inboxDepth": self.queues.input_depth, "dropped": self.queues.dropped,
-                "ackAfterStore": self.gate.installed}
+                "sessionsLost": self.sessions_lost, "ackAfterStore": self.gate.installed}
 
     def _report_now(self) -> None:
         """Ask the reporter for a report now (never blocks: SDK handler threads call it)."""

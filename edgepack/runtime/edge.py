@@ -8,7 +8,7 @@ image (``device_agents``) reads both through ``EdgeSettings.from_env``.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
 from edgepack.runtime.settings import DEFAULT_MODULE_INPUT, DEFAULT_MODULE_OUTPUT, RuntimeSetupError
@@ -21,6 +21,10 @@ MAX_RESULT_BYTES = "EDGEPACK_OUTBOX_MAX_BYTES"
 SYNC = "EDGEPACK_OUTBOX_SYNC"  # normal | full
 REPORT_SECONDS = "EDGEPACK_REPORT_SECONDS"
 TWIN_TIMEOUT = "EDGEPACK_TWIN_TIMEOUT_SECONDS"
+# Hot-swapped models: credentials for the registry the twin's model uri names, and a CA for its TLS.
+MODEL_USERNAME = "EDGEPACK_MODEL_REGISTRY_USERNAME"
+MODEL_PASSWORD = "EDGEPACK_MODEL_REGISTRY_PASSWORD"
+MODEL_CA_FILE = "EDGEPACK_MODEL_CA_FILE"
 DEFAULT_STATE_DIR = "/var/lib/edgepack"
 
 
@@ -49,8 +53,11 @@ class EdgeSettings:
     sync: str = "normal"
     report_seconds: float = 30.0
     twin_timeout: float = 10.0
-    connection_string: str | None = None
+    connection_string: str | None = field(default=None, repr=False)
     ca_file: str | None = None
+    model_username: str | None = None
+    model_password: str | None = field(default=None, repr=False)
+    model_ca_file: str | None = None
 
     @classmethod
     def from_env(cls, module_input: str, module_output: str,
@@ -72,4 +79,6 @@ class EdgeSettings:
                    max_result_bytes=int(_number(env, MAX_RESULT_BYTES, cls.max_result_bytes, 1024)), sync=sync,
                    report_seconds=_number(env, REPORT_SECONDS, cls.report_seconds, 0.1),
                    twin_timeout=_number(env, TWIN_TIMEOUT, cls.twin_timeout, 0.1),
-                   connection_string=env.get(CONNECTION_STRING) or None, ca_file=env.get(CA_FILE) or None)
+                   connection_string=env.get(CONNECTION_STRING) or None, ca_file=env.get(CA_FILE) or None,
+                   model_username=env.get(MODEL_USERNAME) or None, model_password=env.get(MODEL_PASSWORD) or None,
+                   model_ca_file=env.get(MODEL_CA_FILE) or None)

@@ -18,7 +18,12 @@ from edgepack.devtools.iothub.certs import HubCertificates, ensure_certificates
 from edgepack.devtools.iothub.linkproxy import LinkProxy
 from edgepack.devtools.iothub.responder import HubResponder
 from edgepack.devtools.projects import SCORE_PY, make_model
+from edgepack.runtime.edge import EdgeSettings
+from edgepack.runtime.scoring import load_runtime
 from edgepack.runtime.settings import RuntimeConfig
+
+from device_agents.agent import Agent, make_client
+from device_agents.queues import Queues
 
 DEVICE, MODULE = "edge-dev-1", "edgepack-agent"
 
@@ -75,3 +80,29 @@ def runtime_config(tmp_path) -> Path:
     data.update(model_dir=config.model_dir, model=config.model)
     path.write_text(json.dumps(data))
     return path
+
+
+@pytest.fixture
+def start_agent(hub, tmp_path):
+    """Starts an agent in this process for a runtime.json (state in ``state``, or ``tmp_path/state``) and waits
+    until it reports itself running; every agent started is stopped at the end."""
+    started = []
+
+    def start(config: Path, state: Path | None = None, **env: str) -> Agent:
+        state = state or tmp_path / "state"
+        runtime = load_runtime(str(config), start=False)
+        settings = EdgeSettings.from_env("input1", "output1", {
+            "EDGEPACK_IOTHUB_CONNECTION_STRING": hub.connection_string, "EDGEPACK_IOTHUB_CA_FILE": str(hub.certs.ca),
+            "EDGEPACK_STATE_DIR": str(state), "EDGEPACK_REPORT_SECONDS": "0.5",
+            "EDGEPACK_TWIN_TIMEOUT_SECONDS": "3", **env})
+        state.mkdir(parents=True, exist_ok=True)
+        agent = Agent(runtime, lambda: make_client(settings), Queues(str(state / "queues.db")), settings)
+        agent.start()
+        started.append(agent)
+        assert hub.responder.wait_for(lambda r: r.reported.get("edgepack", {}).get("status") == "running", 20), \
+            "the agent never reported itself running"
+        return agent
+
+    yield start
+    for agent in started:
+        agent.stop()

@@ -9,11 +9,7 @@ import time
 import pytest
 
 from edgepack.devtools.projects import expected
-from edgepack.runtime.edge import EdgeSettings
-from edgepack.runtime.scoring import load_runtime
 
-from device_agents.agent import Agent, make_client
-from device_agents.queues import Queues
 from device_agents.scoring import result_id
 
 pytestmark = [
@@ -24,19 +20,8 @@ pytestmark = [
 
 
 @pytest.fixture
-def agent(hub, runtime_config, tmp_path):
-    runtime = load_runtime(str(runtime_config))
-    settings = EdgeSettings.from_env("input1", "output1", {
-        "EDGEPACK_IOTHUB_CONNECTION_STRING": hub.connection_string, "EDGEPACK_IOTHUB_CA_FILE": str(hub.certs.ca),
-        "EDGEPACK_STATE_DIR": str(tmp_path / "state"), "EDGEPACK_REPORT_SECONDS": "0.5",
-        "EDGEPACK_TWIN_TIMEOUT_SECONDS": "3"})
-    queues = Queues(str(tmp_path / "queues.db"))
-    agent = Agent(runtime, make_client(settings), queues, settings)
-    agent.start()
-    assert hub.responder.wait_for(lambda r: r.reported.get("edgepack", {}).get("status") == "running", 20), \
-        "the agent never reported itself running"
-    yield agent
-    agent.stop()
+def agent(start_agent, runtime_config):
+    return start_agent(runtime_config)
 
 
 def _rows(seed: int) -> list[list[float]]:
@@ -105,3 +90,30 @@ def test_a_thousand_messages_ride_out_a_link_cut_for_a_minute(hub, agent):
     duplicates = len(got) - len(set(got))
     assert duplicates <= 20, f"{duplicates} duplicates"  # at most what was in flight when the link went
     assert all(m.message_id == result_id(m.correlation_id) for m in hub.responder.messages)
+
+
+def _scored(responder, input_ids) -> bool:
+    return set(input_ids) <= {m.correlation_id for m in responder.messages}
+
+
+def test_a_hub_that_forgot_the_session_gets_a_fresh_connection_with_its_subscriptions(hub, agent):
+    before = [hub.responder.send_input("input1", json.dumps({"data": _rows(i)})) for i in range(5)]
+    assert hub.responder.wait_for(lambda r: _scored(r, before), 20)
+    hub.broker.restart(forget_sessions=True)  # the SDK reconnects but would never subscribe again
+    assert hub.responder.wait_for(lambda r: r.connected, 20)
+    assert hub.responder.wait_for(lambda r: r.reported["edgepack"].get("sessionsLost") == 1, 60), \
+        "the agent did not notice the lost session"
+    after = [hub.responder.send_input("input1", json.dumps({"data": _rows(i)})) for i in range(5, 10)]
+    assert hub.responder.wait_for(lambda r: _scored(r, after), 30), "inputs after the session loss were not scored"
+    version = hub.responder.patch_desired({"note": "after"})
+    assert hub.responder.wait_for(lambda r: r.reported["edgepack"]["desiredVersion"] == version, 10)
+    assert hub.responder.invoke("ping")[0] == 200
+
+
+def test_a_link_cut_keeps_the_session(hub, agent):
+    hub.link.cut()
+    time.sleep(2)
+    hub.link.restore()
+    version = hub.responder.patch_desired({"note": "back"})
+    assert hub.responder.wait_for(lambda r: r.reported["edgepack"]["desiredVersion"] == version, 40)
+    assert hub.responder.reported["edgepack"]["sessionsLost"] == 0

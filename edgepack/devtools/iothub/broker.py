@@ -64,6 +64,14 @@ class Broker:
             raise BrokerError(f"mosquitto did not start; see {self.state / 'mosquitto.log'}") from None
         return self
 
+    def restart(self, *, forget_sessions: bool = False) -> "Broker":
+        """Stop and start again on the same port; ``forget_sessions`` also deletes the saved sessions, as a broker
+        without persistence (or a failover to another one) would lose them."""
+        self.stop()
+        if forget_sessions:
+            (self.state / "mosquitto.db").unlink(missing_ok=True)
+        return self.start()
+
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             self.process.terminate()

@@ -80,6 +80,10 @@ class HubResponder:
             raise RuntimeError("the hub responder could not subscribe on the broker")
         return self
 
+    @property
+    def connected(self) -> bool:
+        return self._client.is_connected()
+
     def stop(self) -> None:
         self._client.loop_stop()
         self._client.disconnect()
