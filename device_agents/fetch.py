@@ -233,8 +233,8 @@ def _registry_base(host: str) -> str:
 
 def fetch_model(fetcher: Fetcher, source: Source, digest: str, dest: str, *, size: int | None = None,
                 file_name: str = "") -> ModelManifest | None:
-    """The model ``digest`` names, as files under ``dest`` (created, must not exist yet); for OCI also its
-    manifest. Files already downloaded into ``dest + '.partial'`` are kept and resumed.
+    """The model ``digest`` names, as files under ``dest``; for OCI also its manifest (read again when ``dest``
+    exists already). Files already downloaded into ``dest + '.partial'`` are kept and resumed.
 
     Raises:
         FetchError: as ``Fetcher.download``; an OCI manifest that is not this digest or not an edgepack model.
@@ -242,7 +242,6 @@ def fetch_model(fetcher: Fetcher, source: Source, digest: str, dest: str, *, siz
     if not _DIGEST.fullmatch(digest or ""):
         raise FetchError(f"the model digest {digest!r} is not sha256:<64 hex digits>")
     partial = dest + ".partial"
-    os.makedirs(partial, exist_ok=True)
     manifest = None
     if source.kind == "oci":
         base = f"{_registry_base(source.host)}/v2/{source.repository}"
@@ -253,16 +252,22 @@ def fetch_model(fetcher: Fetcher, source: Source, digest: str, dest: str, *, siz
             manifest = ModelManifest.parse(body)
         except ArtifactError as exc:
             raise FetchError(f"{source.host}/{source.repository}@{digest}: {exc}") from None
+        if os.path.isdir(dest):
+            return manifest  # fetched before (and checked then)
+        os.makedirs(partial, exist_ok=True)
         root = os.path.join(partial, manifest.folder) if manifest.folder else partial
         for item in manifest.files:
             target = os.path.join(root, *item.path.split("/"))
             os.makedirs(os.path.dirname(target), exist_ok=True)
             if not os.path.exists(target):
                 fetcher.download(f"{base}/blobs/{item.digest}", target, item.digest, item.size)
+    elif os.path.isdir(dest):
+        return None
     else:
         name = file_name or os.path.basename(urllib.parse.urlsplit(source.url).path) or "model.onnx"
         if "/" in name or name in (".", ".."):
             raise FetchError(f"the model file name {name!r} is not a plain name")
+        os.makedirs(partial, exist_ok=True)
         target = os.path.join(partial, name)
         if not os.path.exists(target):
             fetcher.download(source.url, target, digest, size)

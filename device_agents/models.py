@@ -292,10 +292,8 @@ class ModelSwapper:
         started = time.perf_counter()
         fetcher = self._fetcher(self._stop)
         try:
-            manifest = None
-            if not os.path.isdir(dest):
-                manifest = fetch_model(fetcher, parse_uri(desired.uri), desired.digest, dest, size=desired.size,
-                                       file_name=desired.file)
+            manifest = fetch_model(fetcher, parse_uri(desired.uri), desired.digest, dest, size=desired.size,
+                                   file_name=desired.file)
         except FetchError as exc:
             self.bytes_fetched += fetcher.bytes_fetched
             self._fail(f"downloading version {desired.version}: {exc}", refuse=None if exc.transient else desired)
@@ -306,8 +304,7 @@ class ModelSwapper:
         self.bytes_fetched += fetcher.bytes_fetched
         downloaded = time.perf_counter()
         if manifest is not None and manifest.version != desired.version:
-            self._fail(f"the artifact {desired.digest} holds version {manifest.version}, not {desired.version}",
-                       refuse=desired)
+            self._fail(f"the artifact {desired.digest} holds version {manifest.version}, not {desired.version}")
             return False
         name = manifest.name if manifest else self.current.name or self.baked.name
         sha256 = manifest.sha256 if manifest else desired.digest[7:]

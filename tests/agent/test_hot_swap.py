@@ -197,3 +197,27 @@ def test_a_desired_patch_sent_while_offline_is_applied_after_reconnecting(hub, s
     assert _model(hub.responder)["version"] == 1
     hub.link.restore()
     assert hub.responder.wait_for(_serving(2), 60), _model(hub.responder)
+
+
+def test_a_model_pushed_to_the_registry_is_fetched_by_digest(hub, start_agent, sampled_config, dev_registry,
+                                                             edgepack_home, tmp_path, capsys):
+    from tests.project import run_cli
+
+    for seed in (11, 22):
+        path = make_model(tmp_path / f"reg{seed}" / "model.onnx", seed=seed)
+        assert run_cli(["model", "register", "linear", str(path)], capsys)[0] == 0
+    repo = f"{dev_registry}/models/linear-{hashlib.sha256(str(tmp_path).encode()).hexdigest()[:10]}"
+    code, out, err = run_cli(["model", "push", "linear:2", "--to", repo, "--json"], capsys)
+    assert code == 0, err
+    ref = json.loads(out)["ref"]
+    start_agent(sampled_config)
+    digest = ref.split("@", 1)[1]
+    hub.responder.patch_desired({"model": {"version": 1, "digest": digest, "uri": ref}})
+    assert hub.responder.wait_for(_failed_with("holds version 2, not 1"), 30), _model(hub.responder)
+    fetched = _model(hub.responder)["bytesFetched"]
+    hub.responder.patch_desired({"model": {"version": 2, "digest": digest, "uri": ref}})  # the version corrected
+    assert hub.responder.wait_for(_serving(2), 30), _model(hub.responder)
+    assert _model(hub.responder)["bytesFetched"] - fetched < 4096  # the manifest again, not the files
+    path = tmp_path / "reg22" / "model.onnx"
+    rows = [[0.1, 0.2, 0.3, 0.4]]
+    assert _score(hub.responder, rows)[0] == pytest.approx(expected(path, rows)[0], rel=1e-5)
