@@ -18,28 +18,32 @@ from edgepack.build.cache import Cache
 from edgepack.build.dockerfile import write_context
 from edgepack.config.load import load_config
 from edgepack.deploy import keys as keystore
-from edgepack.deploy import functionapp, local
+from edgepack.deploy import functionapp, iotedge, local
 from edgepack.deploy.kubernetes import KubernetesOptions, render_manifests
 from edgepack.deploy.pinning import pinned
 from edgepack.errors import ConfigError, DeployError, EdgepackError, RegistryError
 from edgepack.home import Home
 from edgepack.models.artifact import ModelArtifact
 from edgepack.models.store import LocalModelStore, describe_path, parse_model_ref
-from edgepack.oci.layout import read_layout, write_layout
+from edgepack.oci.descriptor import OCI_INDEX, OCI_MANIFEST, sha256_digest
+from edgepack.oci.imageindex import image_index
+from edgepack.oci.layout import read_layout, read_layout_index, write_layout
 from edgepack.oci.plan import ImagePlan
 from edgepack.oci.ref import ImageRef
 from edgepack.packagers import plan_image
 from edgepack.packagers.function_index import LABEL as FUNCTIONS_LABEL
 from edgepack.profiling import session as profiling
-from edgepack.registry import Progress, PushResult, RegistryClient, fetch_config, push_image
+from edgepack.registry import (IndexChild, Progress, PushResult, RegistryClient, fetch_config, push_image,
+                               push_index)
 from edgepack.registry import models as registry_models
+from edgepack.runtime.labels import ImageLabels
 from edgepack.targets import Target
 
 __all__ = [
     "RegistryOptions", "PackageResult", "register_model", "list_models", "get_model", "download_model",
     "delete_model", "push_model", "pull_model", "plan", "package", "push", "run", "stop", "logs", "run_keys",
     "regenerate_run_key",
-    "kubernetes_manifests", "KubernetesOptions", "deploy_functionapp", "profile",
+    "kubernetes_manifests", "KubernetesOptions", "deploy_functionapp", "iot_edge_manifest", "profile",
 ]
 
 log = logging.getLogger(__name__)
@@ -229,8 +233,11 @@ def package(home: Home, *, model_ref: str | tuple[str, ...] = (), config_path: P
             output: Path | None = None, tag: str | None = None, push_image_to_registry: bool = False,
             dockerfile_context: Path | None = None, registry: RegistryOptions | None = None,
             options: builder.BuildOptions | None = None, progress: Progress | None = None,
-            env: Mapping[str, str] | None = None) -> PackageResult:
+            env: Mapping[str, str] | None = None, platforms: tuple[str, ...] = ()) -> PackageResult:
     """Plan and build an image; write it as an OCI layout, push it, and/or export a Dockerfile context.
+
+    ``platforms`` (``linux/amd64``, ``linux/arm64``; default the plan's, amd64): with several, one image per
+    platform under an OCI image index, whose digest is the result's.
 
     Raises:
         ConfigError, ModelError, PackagingError, RegistryError: as the steps fail; nothing is pushed or
@@ -255,7 +262,8 @@ def package(home: Home, *, model_ref: str | tuple[str, ...] = (), config_path: P
     with _Clients(registry) as clients:
         result = _package(image_plan, config, home=home, clients=clients, tag_ref=tag_ref, output=output,
                         push_image_to_registry=push_image_to_registry, dockerfile_context=dockerfile_context,
-                        options=options or builder.BuildOptions(), progress=progress)
+                        options=options or builder.BuildOptions(), platforms=platforms or (image_plan.platform,),
+                        progress=progress)
     built = result.details["python"]
     if config.python_version and built.split(".")[:2] != config.python_version.split("."):
         log.warning("note: the environment pins python %s, but the base image %s has python %s: dependencies "
@@ -266,13 +274,18 @@ def package(home: Home, *, model_ref: str | tuple[str, ...] = (), config_path: P
 
 def _package(image_plan: ImagePlan, config: Any, *, home: Home, clients: _Clients, tag_ref: ImageRef | None,
              output: Path | None, push_image_to_registry: bool, dockerfile_context: Path | None,
-             options: builder.BuildOptions,
+             options: builder.BuildOptions, platforms: tuple[str, ...],
              progress: Progress | None) -> PackageResult:
     cache = Cache(home.cache)
-    result = builder.build(image_plan, cache=cache, client_for=clients, options=options)
-    # before anything is written or pushed
-    imports.check(config.entry_script, source_dir=config.source_directory, sites=result.sites,
-                  base_modules=result.base_modules, base=str(result.base.ref))
+    if len(platforms) > 1:
+        if dockerfile_context is not None:
+            raise EdgepackError("--dockerfile-context writes the context of one platform",
+                                hint="Pass one --platform with --dockerfile-context.")
+        return _package_platforms(image_plan, config, cache=cache, clients=clients, tag_ref=tag_ref, output=output,
+                                  push_image_to_registry=push_image_to_registry, options=options,
+                                  platforms=platforms, progress=progress)
+    image_plan = replace(image_plan, platform=platforms[0])
+    result = _build_checked(image_plan, config, cache=cache, clients=clients, options=options)
     built = result.image
     layout = None
     if output is not None:
@@ -296,6 +309,46 @@ def _package(image_plan: ImagePlan, config: Any, *, home: Home, clients: _Client
                                                    "python": result.platform.python_version})
 
 
+def _build_checked(image_plan: ImagePlan, config: Any, *, cache: Cache, clients: _Clients,
+                   options: builder.BuildOptions) -> builder.BuildResult:
+    result = builder.build(image_plan, cache=cache, client_for=clients, options=options)
+    # before anything is written or pushed
+    imports.check(config.entry_script, source_dir=config.source_directory, sites=result.sites,
+                  base_modules=result.base_modules, base=str(result.base.ref))
+    return result
+
+
+def _package_platforms(image_plan: ImagePlan, config: Any, *, cache: Cache, clients: _Clients,
+                       tag_ref: ImageRef | None, output: Path | None, push_image_to_registry: bool,
+                       options: builder.BuildOptions, platforms: tuple[str, ...],
+                       progress: Progress | None) -> PackageResult:
+    """One image per platform (each from that platform's base and wheels; nothing runs) under one index."""
+    results = [(p, _build_checked(replace(image_plan, platform=p), config, cache=cache, clients=clients,
+                                  options=options)) for p in platforms]
+    index = image_index([(p, r.image.manifest) for p, r in results])
+    digest = sha256_digest(index)
+    layout = None
+    if output is not None:
+        blobs = {d.digest: r.image.blob_path(d.digest) for _, r in results for d in r.image.blobs}
+        write_layout(output, manifest=index, manifest_digest=digest, blobs=blobs.items(),
+                     ref_name=tag_ref.tag if tag_ref else None, media_type=OCI_INDEX,
+                     manifests=[r.image.manifest for _, r in results])
+        layout = output
+    pushed = None
+    if push_image_to_registry and tag_ref is not None:
+        children = [IndexChild(r.image.manifest, OCI_MANIFEST, r.image.blobs, r.image.open_blob) for _, r in results]
+        pushed = push_index(clients(tag_ref), tag_ref, index=index, media_type=OCI_INDEX, children=children,
+                            mount_from=_mount_sources(results[0][1].base.ref, tag_ref), progress=progress)
+    first = results[0][1]
+    return PackageResult(
+        plan=replace(image_plan, platform=platforms[0]), digest=digest,
+        layers=tuple(dict.fromkeys(d.digest for _, r in results for d in r.image.layers)),
+        new_layers=tuple(dict.fromkeys(d.digest for _, r in results for d in r.image.new_layers)),
+        layout=layout, pushed=pushed,
+        details={"base": str(first.base.ref).split("@", 1)[0], "python": first.platform.python_version,
+                 "platforms": {p: r.image.manifest_digest for p, r in results}})
+
+
 def _mount_sources(base: ImageRef, dest: ImageRef) -> tuple[str, ...]:
     """Repositories on the destination registry that may already hold the base layers."""
     return (base.repository,) if base.registry == dest.registry and base.repository != dest.repository else ()
@@ -305,6 +358,7 @@ def push(layout_dir: Path, to: str, *, registry: RegistryOptions | None = None,
          progress: Progress | None = None) -> PushResult:
     """Push the image of an OCI layout to ``to`` (``registry/repo:tag``); the manifest goes last."""
     ref = ImageRef.parse(to)
+    index = read_layout_index(layout_dir)
     image = read_layout(layout_dir)
     base_name = json.loads(image.manifest).get("annotations", {}).get("org.opencontainers.image.base.name")
     mounts: tuple[str, ...] = ()
@@ -314,6 +368,11 @@ def push(layout_dir: Path, to: str, *, registry: RegistryOptions | None = None,
         except EdgepackError:
             mounts = ()
     with _Clients((registry or RegistryOptions()).for_host(ref)) as clients:
+        if index is not None:
+            children = [IndexChild(i.manifest, i.manifest_media_type, i.blobs, i.open_blob)
+                        for i in index.images.values()]
+            return push_index(clients(ref), ref, index=index.manifest, media_type=OCI_INDEX, children=children,
+                              mount_from=mounts, progress=progress)
         return push_image(clients(ref), ref, manifest=image.manifest,
                           manifest_media_type=image.manifest_media_type, blobs=image.blobs,
                           open_blob=image.open_blob, mount_from=mounts, progress=progress)
@@ -328,6 +387,30 @@ def kubernetes_manifests(image: str, options: KubernetesOptions, *,
     """
     ref, functions = _function_metadata(image, registry)
     return render_manifests(functions, str(ref), options)
+
+
+def iot_edge_manifest(image: str, options: iotedge.EdgeDeploymentOptions, *, model: str | None = None,
+                      registry: RegistryOptions | None = None) -> dict[str, Any]:
+    """The IoT Edge deployment manifest of a pushed ``iot-edge`` image (read from its labels), with the module
+    twin's desired ``model`` when ``model`` (a model artifact REF@DIGEST) is named.
+
+    Raises:
+        DeployError: no digest, not a module image, or a manifest the hub would refuse (named).
+        RegistryError: the image or the model cannot be read.
+    """
+    ref = pinned(image)
+    registry = registry or RegistryOptions()
+    with _Clients(registry.for_host(ref)) as clients:
+        labels = ImageLabels.from_labels((fetch_config(clients(ref), ref).get("config") or {}).get("Labels") or {})
+    module = iotedge.ModuleImage(str(ref), labels.target if labels else "", (labels and labels.module_input) or "",
+                                 (labels and labels.module_output) or "")
+    if model is not None:
+        model_ref = pinned(model)
+        with _Clients(registry.for_host(model_ref)) as clients:
+            manifest, digest = registry_models.fetch_model_manifest(clients(model_ref), model_ref)
+        options = replace(options, model={"version": manifest.version, "digest": digest, "uri": str(model_ref),
+                                          "sizeBytes": manifest.size})
+    return iotedge.render_manifest(module, options)
 
 
 def _function_metadata(image: str, registry: RegistryOptions | None) -> tuple[ImageRef, list[dict[str, Any]]]:

@@ -68,10 +68,11 @@ class DockerDaemon:
                 raise DaemonError(f"connecting to the docker engine: {exc}", hint=_START_HINT) from exc
         return self._client
 
-    def load_layout(self, layout_dir: Path, tag: str) -> str:
-        """Load an OCI layout into the engine as ``tag``; returns the image id."""
+    def load_layout(self, layout_dir: Path, tag: str, platform: str | None = None) -> str:
+        """Load an OCI layout into the engine as ``tag`` (of a multi-platform layout, the image for ``platform``,
+        default this machine's); returns the image id."""
         with tempfile.TemporaryFile() as archive:
-            write_docker_archive(layout_dir, tag, archive)
+            write_docker_archive(layout_dir, tag, archive, platform)
             archive.seek(0)
             try:
                 images = self.client.images.load(archive)

@@ -11,7 +11,8 @@ VENV="$DEV/venv"
 REGISTRY=127.0.0.1:5000
 BASE_IMAGE="$REGISTRY/edgepack/python:3.11-bookworm"
 FUNCTIONS_BASE_IMAGE="$REGISTRY/edgepack/functions-python:4-python3.11"
-APT_PACKAGES=(docker.io docker-registry skopeo umoci debootstrap apache2-utils openssl curl ca-certificates mosquitto)
+APT_PACKAGES=(docker.io docker-registry skopeo umoci debootstrap apache2-utils openssl curl ca-certificates mosquitto
+              qemu-user-static)
 started=$(date +%s)
 mkdir -p "$DEV"
 
@@ -110,9 +111,40 @@ start_azurite() {  # Azure Storage emulator (blob + queue) for the blob-trigger 
   wait_for 60 "azurite" "$DEV/azurite.log" curl -s -o /dev/null "http://127.0.0.1:10000/devstoreaccount1?comp=list"
 }
 
+enable_arm64_emulation() {  # for tests that run arm64 images, and for the arm64 base's debootstrap
+  local entry=/proc/sys/fs/binfmt_misc/qemu-aarch64 line
+  mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+  if [[ -f $entry ]] && grep -q '^flags: .*F' "$entry" && grep -q 'qemu-aarch64-static' "$entry"; then
+    return
+  fi
+  [[ -f $entry ]] && echo -1 >"$entry"
+  # Debian's entry, with the static interpreter loaded at registration (F), so containers can use it
+  line=$(sed -e 's#:[^:]*:[A-Z]*$#:/usr/bin/qemu-aarch64-static:F#' /usr/lib/binfmt.d/qemu-aarch64.conf)
+  printf '%s' "$line" >/proc/sys/fs/binfmt_misc/register
+  say "registered qemu-aarch64 (binfmt, flag F) to run arm64 binaries"
+}
+
+is_index() {  # is_index REF: the registry holds a multi-platform index under REF
+  local ref=$1 repo tag
+  repo="${ref#*/}"; tag="${repo##*:}"; repo="${repo%:*}"
+  curl -sf -I -H "Accept: application/vnd.docker.distribution.manifest.list.v2+json" \
+    -H "Accept: application/vnd.oci.image.index.v1+json" "http://$REGISTRY/v2/$repo/manifests/$tag" \
+    | grep -qi '^content-type: .*\(manifest.list\|image.index\)'
+}
+
 base_images() {
-  if ! has_image "$BASE_IMAGE"; then
-    bash "$ROOT/scripts/make-base-image.sh" "$DEV" "$BASE_IMAGE"
+  local arch made=0
+  for arch in amd64 arm64; do
+    if ! has_image "$BASE_IMAGE-$arch"; then
+      bash "$ROOT/scripts/make-base-image.sh" "$DEV" "$BASE_IMAGE-$arch" "$arch"
+      made=1
+    fi
+  done
+  if ((made)) || ! is_index "$BASE_IMAGE"; then
+    say "making $BASE_IMAGE an index of linux/amd64 and linux/arm64"
+    docker manifest rm "$BASE_IMAGE" >/dev/null 2>&1 || true
+    docker manifest create --insecure "$BASE_IMAGE" "$BASE_IMAGE-amd64" "$BASE_IMAGE-arm64" >/dev/null
+    docker manifest push --insecure --purge "$BASE_IMAGE" >/dev/null
   fi
   if ! has_image "$FUNCTIONS_BASE_IMAGE"; then
     say "building $FUNCTIONS_BASE_IMAGE (stands in for the Azure Functions Python base, which cannot be pulled here)"
@@ -134,6 +166,7 @@ DOCKERFILE
 }
 
 install_apt
+enable_arm64_emulation
 install_python
 start_docker
 start_registry

@@ -98,6 +98,12 @@ def build(plan: ImagePlan, *, cache: Cache, client_for: ClientFactory, options: 
     """Build ``plan`` without a daemon; every blob of the result is in ``cache``."""
     base = pull_base(plan, cache=cache, client_for=client_for)
     platform = base_platform(base, cache=cache, python_version=options.python_version)
+    wanted = plan.platform.partition("/")[2]
+    if platform.arch != wanted:
+        raise PackagingError(f"building for {plan.platform}: the base image '{base.ref}' is for "
+                             f"linux/{platform.arch} only",
+                             hint="Use a multi-platform base image (an index listing that platform), or leave "
+                                  f"{plan.platform} out of --platform.")
     sites: list[Path] = []
     image = build_image(plan, base=base, cache=cache, mtime=options.mtime,
                         materialize_pip=pip_materializer(platform, cache, refresh=options.refresh_deps, sites=sites))

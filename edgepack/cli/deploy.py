@@ -1,4 +1,4 @@
-"""``edgepack deploy``: Kubernetes manifests (applied or printed) and Azure Function Apps."""
+"""``edgepack deploy``: Kubernetes manifests (applied or printed), Azure Function Apps and IoT Edge devices."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ import click
 
 from edgepack import api
 from edgepack.cli.support import parse_pairs, registry_flags, registry_options
+from edgepack.deploy import iotedge
+from edgepack.deploy.iotedge import DEFAULT_RUNTIME, EDGE_RUNTIMES
+from edgepack.runtime.edge import MODEL_PASSWORD, MODEL_USERNAME
 
 
 @click.group()
@@ -89,3 +92,82 @@ def deploy_functionapp(subscription: str, resource_group: str, name: str, plan: 
         click.echo(json.dumps(recorded, indent=2))
     else:
         click.echo(site)
+
+
+def _secret_env(var: str | None, option: str) -> str | None:
+    if var and var not in os.environ:
+        raise click.BadParameter(f"'{var}' is not set", param_hint=option)
+    return os.environ.get(var) if var else None
+
+
+@deploy.command("iot-edge")
+@click.option("--image", required=True, metavar="REF@DIGEST", help="A pushed iot-edge module image, pinned by digest.")
+@click.option("--device", metavar="ID", help="Apply the deployment on this IoT Edge device.")
+@click.option("--target-condition", metavar="COND", help="Or create an automatic deployment for these devices "
+                                                         "(e.g. \"tags.site='lyon'\"), with --name and --priority.")
+@click.option("--name", metavar="NAME", help="The automatic deployment's id (its content cannot change later).")
+@click.option("--priority", type=int, default=10, show_default=True, help="The automatic deployment's priority.")
+@click.option("--module", default="edgepack-agent", show_default=True, help="The module's name on the device.")
+@click.option("--model", metavar="REF@DIGEST", help="A model pushed with 'edgepack model push': the module twin's "
+                                                   "desired model (the agent swaps it in without an image pull).")
+@click.option("--route", "routes", multiple=True, metavar="NAME=ROUTE",
+              help="An edgeHub route 'FROM ... INTO ...' (default: the module's output to $upstream).")
+@click.option("--ttl", type=click.IntRange(1), default=7200, show_default=True,
+              help="Seconds edgeHub keeps messages it cannot deliver.")
+@click.option("--runtime", "edge_runtime", type=click.Choice(sorted(EDGE_RUNTIMES)), default=DEFAULT_RUNTIME,
+              show_default=True,
+              help="The IoT Edge LTS whose system module images the manifest names.")
+@click.option("--env", "env", multiple=True, metavar="K=V", help="Environment of the module (EDGEPACK_* settings).")
+@click.option("--registry-username", metavar="USER", help="User the device pulls the image with.")
+@click.option("--registry-password-env", metavar="VAR", help="Variable holding that user's password.")
+@click.option("--model-registry-username", metavar="USER", help="User the agent fetches models with.")
+@click.option("--model-registry-password-env", metavar="VAR", help="Variable holding that user's password.")
+@click.option("--hub-connection-env", metavar="VAR", default="IOTHUB_CONNECTION_STRING", show_default=True,
+              help="Variable holding the hub's service connection string.")
+@click.option("--dry-run", is_flag=True, help="Print the manifest with secrets redacted; send nothing.")
+@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), help="CA bundle for the image registry.")
+@click.option("--insecure-http", is_flag=True, help="Allow plain HTTP to a non-loopback image registry.")
+def deploy_iot_edge(image: str, device: str | None, target_condition: str | None, name: str | None, priority: int,
+                    module: str, model: str | None, routes: tuple[str, ...], ttl: int, edge_runtime: str,
+                    env: tuple[str, ...], registry_username: str | None, registry_password_env: str | None,
+                    model_registry_username: str | None, model_registry_password_env: str | None,
+                    hub_connection_env: str, dry_run: bool, ca_file: str | None, insecure_http: bool) -> None:
+    """Render the IoT Edge deployment manifest of IMAGE ($edgeAgent, $edgeHub, the module and its desired model),
+    check it against the hub's limits, and apply it on --device or create it for --target-condition."""
+    from edgepack.deploy import iotedge_apply
+
+    if (device is None) == (target_condition is None):
+        raise click.UsageError("pass either --device ID or --target-condition COND (with --name)")
+    if target_condition is not None and not name:
+        raise click.BadParameter("an automatic deployment needs a name", param_hint="--name")
+    settings = parse_pairs(env, "--env")
+    model_password = _secret_env(model_registry_password_env, "--model-registry-password-env")
+    if model_registry_username:
+        settings[MODEL_USERNAME] = model_registry_username
+    if model_password:
+        settings[MODEL_PASSWORD] = model_password
+    credentials: tuple[iotedge.RegistryCredential, ...] = ()
+    password = _secret_env(registry_password_env, "--registry-password-env")
+    if registry_username:
+        if password is None:
+            raise click.BadParameter("the device needs the password too", param_hint="--registry-password-env")
+        credentials = (iotedge.RegistryCredential(image.split("/", 1)[0], registry_username, password),)
+    options = iotedge.EdgeDeploymentOptions(
+        module=module, routes=tuple(parse_pairs(routes, "--route").items()), ttl=ttl, runtime=edge_runtime,
+        env=settings, credentials=credentials)
+    manifest = api.iot_edge_manifest(image, options, model=model,
+                                     registry=registry_options(None, ca_file, insecure_http))
+    if dry_run:
+        click.echo(json.dumps(iotedge.redact(manifest), indent=2, sort_keys=True))
+        return
+    connection = _secret_env(hub_connection_env, "--hub-connection-env")
+    if not connection:
+        raise click.BadParameter(f"'{hub_connection_env}' is not set: export the hub's service connection string",
+                                 param_hint="--hub-connection-env")
+    if device is not None:
+        iotedge_apply.apply_on_device(manifest, device, connection_string=connection)
+        click.echo(f"applied on device {device}")
+    else:
+        created = iotedge_apply.create_deployment(manifest, str(name), target_condition=str(target_condition),
+                                                  priority=priority, connection_string=connection)
+        click.echo(f"created deployment {created}")

@@ -13,6 +13,7 @@ import click
 from edgepack import api
 from edgepack.build.builder import BuildOptions
 from edgepack.cli.support import emit, home_from_env, push_progress, registry_flags, registry_options, source_date_epoch
+from edgepack.oci.imageindex import parse_platforms
 from edgepack.targets import TARGET_NAMES, parse_target
 
 _TARGET_FLAGS = ("target_name", "auth_level", "no_auth", "input_path", "output_path", "input_queue",
@@ -67,6 +68,13 @@ def plan_cmd(model_ref: tuple[str, ...], config_path: Path, base_image: str | No
     click.echo(json.dumps(image_plan.to_dict(), indent=2))
 
 
+def _platforms(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+    try:
+        return parse_platforms(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{exc}; for example --platform linux/amd64,linux/arm64") from None
+
+
 @click.command("package")
 @_target_options
 @click.option("--tag", metavar="REGISTRY/REPO:TAG", help="Name of the image (required with --push).")
@@ -76,12 +84,16 @@ def plan_cmd(model_ref: tuple[str, ...], config_path: Path, base_image: str | No
               help="Also write an equivalent Dockerfile build context to DIR.")
 @click.option("--python-version", metavar="X.Y", help="Resolve dependencies for this Python (default: the base's).")
 @click.option("--refresh-deps", is_flag=True, help="Resolve the requirements again instead of reusing the lock.")
+@click.option("--platform", "platforms", metavar="LIST", callback=_platforms, default="linux/amd64",
+              show_default=True,
+              help="Comma-separated platforms (linux/amd64, linux/arm64); several make an OCI image index, each "
+                   "image from the base's variant and wheels for that platform (nothing is emulated).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @registry_flags
 def package_cmd(model_ref: tuple[str, ...], config_path: Path, base_image: str | None, tag: str | None, do_push: bool,
                 output: Path | None, dockerfile_context: Path | None, python_version: str | None,
-                refresh_deps: bool, as_json: bool, registry_username: str | None, ca_file: str | None,
-                insecure_http: bool, **opts: Any) -> None:
+                refresh_deps: bool, platforms: tuple[str, ...], as_json: bool, registry_username: str | None,
+                ca_file: str | None, insecure_http: bool, **opts: Any) -> None:
     """Build the image for a model and target; prints the pushed REF@DIGEST or the layout path and digest."""
     target = _target(opts)
     if output is None and not do_push and dockerfile_context is None:
@@ -95,7 +107,7 @@ def package_cmd(model_ref: tuple[str, ...], config_path: Path, base_image: str |
                              base_image=base_image, output=output, tag=tag, push_image_to_registry=do_push,
                              dockerfile_context=dockerfile_context,
                              registry=registry_options(registry_username, ca_file, insecure_http),
-                             options=options, progress=update, env=dict(os.environ))
+                             options=options, progress=update, env=dict(os.environ), platforms=platforms)
     lines = [str(result.pushed.ref)] if result.pushed else []
     if result.layout:
         lines.append(f"{result.layout}@{result.digest}")

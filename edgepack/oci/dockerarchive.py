@@ -21,13 +21,14 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def write_docker_archive(layout_dir: Path, tag: str, out: BinaryIO) -> None:
-    """Write the layout's image as a docker-archive tar tagged ``tag`` (gzip layers are loaded as they are).
+def write_docker_archive(layout_dir: Path, tag: str, out: BinaryIO, platform: str | None = None) -> None:
+    """Write the layout's image (of a multi-platform layout, the one for ``platform``, default this machine's)
+    as a docker-archive tar tagged ``tag`` (gzip layers are loaded as they are).
 
     Raises:
         EdgepackError: the layout is not readable (from ``read_layout``).
     """
-    image = read_layout(layout_dir)
+    image = read_layout(layout_dir, platform)
     blob_name = lambda digest: f"blobs/sha256/{digest.split(':', 1)[1]}"  # noqa: E731
     manifest = [{"Config": blob_name(image.config.digest), "RepoTags": [tag],
                  "Layers": [blob_name(d.digest) for d in image.layers]}]

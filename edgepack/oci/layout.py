@@ -1,4 +1,5 @@
-"""OCI image layout on disk (image-spec ``image-layout.md``): write one image atomically, read it back.
+"""OCI image layout on disk (image-spec ``image-layout.md``): write one image (one platform, or an index of
+several) atomically, read it back.
 
 Side effects: files under the layout directory. A layout is written into a sibling temporary directory and
 renamed into place, so an interrupted write never leaves a half-written layout under the requested name.
@@ -11,12 +12,13 @@ import os
 import shutil
 import tempfile
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
 from edgepack.errors import EdgepackError
-from edgepack.oci.descriptor import INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST, Descriptor
+from edgepack.oci.descriptor import INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST, Descriptor, sha256_digest
+from edgepack.oci.imageindex import host_platform, platform_name
 
 REF_NAME = "org.opencontainers.image.ref.name"
 
@@ -48,8 +50,10 @@ class LayoutImage:
 
 
 def write_layout(out_dir: Path, *, manifest: bytes, manifest_digest: str, blobs: Iterable[tuple[str, Path]],
-                 ref_name: str | None = None) -> None:
-    """Write a single-image OCI layout to ``out_dir``, replacing an earlier layout there.
+                 ref_name: str | None = None, media_type: str = OCI_MANIFEST,
+                 manifests: Iterable[bytes] = ()) -> None:
+    """Write an OCI layout of one image to ``out_dir``, replacing an earlier layout there. ``manifest`` is an
+    image manifest, or (``media_type`` OCI_INDEX) an image index whose platforms' ``manifests`` are written too.
 
     Raises:
         EdgepackError: ``out_dir`` exists and is not an OCI layout (it is never overwritten then).
@@ -61,8 +65,10 @@ def write_layout(out_dir: Path, *, manifest: bytes, manifest_digest: str, blobs:
             # copied, never linked: a layout shares no inode with the cache, so damage to one never reaches
             # the other
             shutil.copyfile(path, blob_dir / digest.split(":", 1)[1])
+        for child in manifests:
+            (blob_dir / sha256_digest(child).split(":", 1)[1]).write_bytes(child)
         (blob_dir / manifest_digest.split(":", 1)[1]).write_bytes(manifest)
-        desc = Descriptor(OCI_MANIFEST, manifest_digest, len(manifest),
+        desc = Descriptor(media_type, manifest_digest, len(manifest),
                           annotations={REF_NAME: ref_name} if ref_name else {})
         index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [desc.to_dict()]}
         (staged / "index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
@@ -106,23 +112,76 @@ def replace_dir(staged: Path, out_dir: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def read_layout(root: Path) -> LayoutImage:
-    """Read the single image of an OCI layout (the first manifest of ``index.json``).
+@dataclass(frozen=True)
+class LayoutIndex:
+    """A multi-platform image read from a layout: the index and each platform's image."""
 
-    Raises:
-        EdgepackError: not a layout, or the manifest or a blob it names is missing.
-    """
-    hint = "Pass a directory written by 'edgepack package --output'."
+    manifest: bytes
+    manifest_digest: str
+    ref_name: str | None
+    images: dict[str, LayoutImage]  # platform (os/arch) → image
+
+
+_HINT = "Pass a directory written by 'edgepack package --output'."
+
+
+def _read_json(root: Path, entry: Descriptor) -> tuple[bytes, dict]:
+    try:
+        body = (root / "blobs" / "sha256" / entry.digest.split(":", 1)[1]).read_bytes()
+        return body, json.loads(body)
+    except (OSError, ValueError) as exc:
+        raise EdgepackError(f"reading image layout '{root}': {exc}", hint=_HINT) from exc
+
+
+def _top(root: Path) -> tuple[Descriptor, bytes, dict]:
     try:
         index = json.loads((root / "index.json").read_text())
         entry = Descriptor.from_dict(index["manifests"][0])
-        manifest = (root / "blobs" / "sha256" / entry.digest.split(":", 1)[1]).read_bytes()
-        data = json.loads(manifest)
-    except (OSError, ValueError, KeyError, IndexError) as exc:
-        raise EdgepackError(f"reading image layout '{root}': {exc}", hint=hint) from exc
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+        raise EdgepackError(f"reading image layout '{root}': {exc}", hint=_HINT) from exc
+    return (entry, *_read_json(root, entry))
+
+
+def read_layout_index(root: Path) -> LayoutIndex | None:
+    """The layout's image index when its image is multi-platform; None for a single-platform layout.
+
+    Raises:
+        EdgepackError: as ``read_layout``.
+    """
+    entry, body, data = _top(root)
+    if (data.get("mediaType") or entry.media_type) not in INDEX_TYPES:
+        return None
+    images = {}
+    for item in data.get("manifests") or []:
+        child = Descriptor.from_dict(item)
+        images[platform_name(child.platform)] = _image(root, child, *_read_json(root, child))
+    return LayoutIndex(body, entry.digest, entry.annotations.get(REF_NAME), images)
+
+
+def read_layout(root: Path, platform: str | None = None) -> LayoutImage:
+    """Read the image of an OCI layout (the first manifest of ``index.json``); of a multi-platform image, the
+    one for ``platform`` (default: this machine's).
+
+    Raises:
+        EdgepackError: not a layout, the manifest or a blob it names is missing, or no image for the platform.
+    """
+    entry, manifest, data = _top(root)
+    if (data.get("mediaType") or entry.media_type) in INDEX_TYPES:
+        index = read_layout_index(root)
+        assert index is not None
+        wanted = platform or host_platform()
+        if wanted not in index.images:
+            raise EdgepackError(f"reading image layout '{root}': it holds no image for {wanted}",
+                                hint=f"It holds {', '.join(index.images) or 'none'}.")
+        image = index.images[wanted]
+        return replace(image, ref_name=image.ref_name or entry.annotations.get(REF_NAME))
+    return _image(root, entry, manifest, data)
+
+
+def _image(root: Path, entry: Descriptor, manifest: bytes, data: dict) -> LayoutImage:
     media = data.get("mediaType") or entry.media_type
     if media in INDEX_TYPES or media not in MANIFEST_TYPES:
-        raise EdgepackError(f"reading image layout '{root}': unsupported manifest type '{media}'", hint=hint)
+        raise EdgepackError(f"reading image layout '{root}': unsupported manifest type '{media}'", hint=_HINT)
     image = LayoutImage(
         root=root, manifest=manifest, manifest_media_type=media, manifest_digest=entry.digest,
         config=Descriptor.from_dict(data["config"]),
@@ -131,5 +190,5 @@ def read_layout(root: Path) -> LayoutImage:
     )
     missing = [d.digest for d in image.blobs if not image.blob_path(d.digest).is_file()]
     if missing:
-        raise EdgepackError(f"reading image layout '{root}': missing blobs {', '.join(missing)}", hint=hint)
+        raise EdgepackError(f"reading image layout '{root}': missing blobs {', '.join(missing)}", hint=_HINT)
     return image

@@ -214,3 +214,33 @@ def push_image(client: RegistryClient, ref: ImageRef, *, manifest: bytes, manife
              len(pick("mounted")))
     return PushResult(ref=ref.with_digest(digest), uploaded=pick("uploaded"), skipped=pick("skipped"),
                       mounted=pick("mounted"), bytes_sent=uploader.sent + len(manifest))
+
+
+@dataclass(frozen=True)
+class IndexChild:
+    """One platform's image of a multi-platform push."""
+
+    manifest: bytes
+    media_type: str
+    blobs: Sequence[Descriptor]
+    open_blob: Callable[[str], BinaryIO]
+
+
+def push_index(client: RegistryClient, ref: ImageRef, *, index: bytes, media_type: str,
+               children: Sequence[IndexChild], mount_from: Sequence[str] = (),
+               progress: Progress | None = None) -> PushResult:
+    """Push each platform's image by digest, then the index, tagging it when ``ref`` has a tag: the tag moves
+    only once every image it lists is in the registry.
+
+    Raises:
+        AuthenticationError, RegistryError: as ``push_image``.
+    """
+    by_digest = ImageRef(ref.registry, ref.repository)
+    results = [push_image(client, by_digest, manifest=child.manifest, manifest_media_type=child.media_type,
+                          blobs=child.blobs, open_blob=child.open_blob, mount_from=mount_from, progress=progress)
+               for child in children]
+    top = push_image(client, ref, manifest=index, manifest_media_type=media_type, blobs=(),
+                     open_blob=children[0].open_blob)
+    merged = lambda kind: tuple(dict.fromkeys(d for r in results for d in getattr(r, kind)))  # noqa: E731
+    return PushResult(ref=top.ref, uploaded=merged("uploaded"), skipped=merged("skipped"),
+                      mounted=merged("mounted"), bytes_sent=top.bytes_sent + sum(r.bytes_sent for r in results))
