@@ -180,7 +180,7 @@ class ModelSwapper:
         self.timings: dict[str, float] = {}
         self.bytes_fetched = 0
         self._desired: DesiredModel | None = None
-        self._lock = threading.Lock()  # one swap or rollback at a time
+        self._lock = threading.Lock()  # one load-and-install (a swap's or a rollback's) at a time
         self._wake, self._stop = threading.Event(), threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -276,8 +276,7 @@ class ModelSwapper:
             if desired.digest in self.rejected:
                 self._fail(f"model {desired.digest} was refused: {self.rejected[desired.digest]}; set another digest")
                 continue
-            with self._lock:
-                transient = self._update(desired)
+            transient = self._update(desired)
             if transient and not self._stop.wait(min(60.0, 2.0 * 2 ** min(attempt, 5))):
                 attempt += 1
                 self._wake.set()  # try again (the twin may have named another model meanwhile)
@@ -311,21 +310,24 @@ class ModelSwapper:
         candidate = Installed(name, desired.version, sha256, desired.digest, dest)
         self.status = "loading"
         self._changed()
-        try:
-            runtime = self._load(candidate)
-        except RuntimeSetupError as exc:
-            self._fail(f"version {desired.version} does not load: {exc}", refuse=desired)
-            return False
-        problem = probe(runtime)
-        if problem:
-            self._fail(f"version {desired.version} failed its probe and was rolled back: {problem}", refuse=desired)
-            return False
-        self._install(runtime)
-        done = time.perf_counter()
-        self.previous, self.current = self.current, candidate
-        self.timings = {"downloadSeconds": round(downloaded - started, 3), "swapSeconds": round(done - downloaded, 3)}
-        self.status, self.last_error = "serving", ""
-        self._save()
+        with self._lock:  # not while downloading: a rollback need not wait for a slow link
+            try:
+                runtime = self._load(candidate)
+            except RuntimeSetupError as exc:
+                self._fail(f"version {desired.version} does not load: {exc}", refuse=desired)
+                return False
+            problem = probe(runtime)
+            if problem:
+                self._fail(f"version {desired.version} failed its probe and was rolled back: {problem}",
+                           refuse=desired)
+                return False
+            self._install(runtime)
+            done = time.perf_counter()
+            self.previous, self.current = self.current, candidate
+            self.timings = {"downloadSeconds": round(downloaded - started, 3),
+                            "swapSeconds": round(done - downloaded, 3)}
+            self.status, self.last_error = "serving", ""
+            self._save()
         log.info("now serving model version %d (%s): downloaded in %.2f s, loaded and probed in %.2f s",
                  desired.version, desired.digest, downloaded - started, done - downloaded)
         self._changed()
