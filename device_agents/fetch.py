@@ -24,7 +24,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from edgepack.runtime.model_artifact import MANIFEST_MEDIA_TYPE, ArtifactError, ModelManifest
+from edgepack.runtime.model_artifact import MANIFEST_MEDIA_TYPE, ArtifactError, ModelManifest, digest_of
 
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _CHUNK = 1 << 20
@@ -37,6 +37,15 @@ class FetchError(Exception):
     def __init__(self, message: str, *, transient: bool = False, status: int = 0) -> None:
         super().__init__(message)
         self.transient, self.status = transient, status
+
+
+def is_digest(text: str) -> bool:
+    """``text`` is ``sha256:`` and 64 lowercase hex digits."""
+    return bool(_DIGEST.fullmatch(text))
+
+
+def _retry_wait(attempt: int) -> float:
+    return min(8.0, 0.25 * 2 ** attempt)
 
 
 def is_loopback(host: str) -> bool:
@@ -132,7 +141,7 @@ class Fetcher:
             except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
                 problem = str(getattr(exc, "reason", exc))
             attempt += 1
-            if attempt > self._retries or self._stop.wait(min(8.0, 0.25 * 2 ** attempt)):
+            if attempt > self._retries or self._stop.wait(_retry_wait(attempt)):
                 raise FetchError(f"GET {url}: {problem}", transient=True)
 
     def _authorize(self, header: str, url: str) -> str:
@@ -196,7 +205,7 @@ class Fetcher:
             except (OSError, http.client.HTTPException) as exc:
                 problem = str(exc)
             attempt += 1
-            if attempt > self._retries or self._stop.wait(min(8.0, 0.25 * 2 ** attempt)):
+            if attempt > self._retries or self._stop.wait(_retry_wait(attempt)):
                 raise FetchError(f"downloading {url}: {problem} ({os.path.getsize(part)} bytes kept to resume)",
                                  transient=True)
         got = _sha256_file(part)
@@ -239,14 +248,14 @@ def fetch_model(fetcher: Fetcher, source: Source, digest: str, dest: str, *, siz
     Raises:
         FetchError: as ``Fetcher.download``; an OCI manifest that is not this digest or not an edgepack model.
     """
-    if not _DIGEST.fullmatch(digest or ""):
+    if not is_digest(digest or ""):
         raise FetchError(f"the model digest {digest!r} is not sha256:<64 hex digits>")
     partial = dest + ".partial"
     manifest = None
     if source.kind == "oci":
         base = f"{_registry_base(source.host)}/v2/{source.repository}"
         body = fetcher.read(f"{base}/manifests/{digest}", {"Accept": MANIFEST_MEDIA_TYPE})
-        if "sha256:" + hashlib.sha256(body).hexdigest() != digest:
+        if digest_of(body) != digest:
             raise FetchError(f"the registry's manifest for {digest} has another digest")
         try:
             manifest = ModelManifest.parse(body)

@@ -19,15 +19,17 @@ import os
 import shutil
 import threading
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from edgepack.runtime.files import write_atomic
 from edgepack.runtime.scoring import Runtime
 from edgepack.runtime.settings import ModelEntry, RuntimeConfig, RuntimeSetupError
 
-from device_agents.fetch import Fetcher, FetchError, fetch_model, parse_uri
+from device_agents.fetch import Fetcher, FetchError, fetch_model, is_digest, parse_uri
 
 log = logging.getLogger("device_agents.models")
 _START_LOCK = threading.Lock()  # Runtime.start sets AZUREML_MODEL_DIR for the process: one at a time
@@ -56,7 +58,7 @@ class DesiredModel:
             version = int(value["version"])
         except (KeyError, TypeError, ValueError):
             raise ModelSpecError(f"desired model 'version' {value.get('version')!r} is not a number") from None
-        if not isinstance(digest, str) or not digest.startswith("sha256:") or len(digest) != 71:
+        if not isinstance(digest, str) or not is_digest(digest.lower()):
             raise ModelSpecError(f"desired model 'digest' {digest!r} is not sha256:<64 hex digits>")
         size = value.get("sizeBytes")
         if size is not None and (not isinstance(size, int) or size < 0):
@@ -82,9 +84,7 @@ class Installed:
 
     def config(self, base: RuntimeConfig) -> RuntimeConfig:
         """``base`` serving this model."""
-        entry = ModelEntry(self.name, self.version, self.sha256, self.dir)
-        return replace(base, model_dir=self.dir, models=(entry,),
-                       model={"name": self.name, "version": self.version, "sha256": self.sha256})
+        return base.with_models((ModelEntry(self.name, self.version, self.sha256, self.dir),))
 
 
 def _installed(data: Any) -> Installed | None:
@@ -114,12 +114,7 @@ class ModelStore:
         return data if isinstance(data, dict) else {}
 
     def save(self, data: dict[str, Any]) -> None:
-        tmp = self.path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        write_atomic(Path(self.path), json.dumps(data, sort_keys=True), fsync=True)
 
     def collect(self, keep: set[str]) -> None:
         """Delete model folders (and unfinished downloads) other than ``keep`` and ``.partial`` of those."""
@@ -344,8 +339,7 @@ class ModelSwapper:
         self.status, self.last_error = "failed", message[:512]
         if refuse is not None:
             self.rejected[refuse.digest] = message[:256]
-            shutil.rmtree(self.store.dir_for(refuse.digest), ignore_errors=True)
-            self._save()
+            self._save()  # which also deletes the refused model's files
         self._changed()
 
     def _save(self) -> None:

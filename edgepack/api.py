@@ -359,7 +359,7 @@ def push(layout_dir: Path, to: str, *, registry: RegistryOptions | None = None,
     """Push the image of an OCI layout to ``to`` (``registry/repo:tag``); the manifest goes last."""
     ref = ImageRef.parse(to)
     index = read_layout_index(layout_dir)
-    image = read_layout(layout_dir)
+    image = next(iter(index.images.values())) if index and index.images else read_layout(layout_dir)
     base_name = json.loads(image.manifest).get("annotations", {}).get("org.opencontainers.image.base.name")
     mounts: tuple[str, ...] = ()
     if base_name:

@@ -76,9 +76,7 @@ def deploy_functionapp(subscription: str, resource_group: str, name: str, plan: 
 
     from edgepack.deploy import functionapp
 
-    if registry_password_env and registry_password_env not in os.environ:
-        raise click.BadParameter(f"'{registry_password_env}' is not set", param_hint="--registry-password-env")
-    password = os.environ.get(registry_password_env or "")
+    password = _secret_env(registry_password_env, "--registry-password-env")
     adapter = functionapp.DryRunAdapter(HTTPAdapter()) if dry_run else None
     client = functionapp.make_client(DefaultAzureCredential(), subscription, adapter)
     options = functionapp.FunctionAppOptions(

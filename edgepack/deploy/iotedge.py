@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgepack.errors import DeployError
-from edgepack.runtime.edge import DEFAULT_STATE_DIR, MODEL_PASSWORD, STATE_DIR
+from edgepack.runtime.edge import DEFAULT_STATE_DIR, STATE_DIR
 
 # System module image tags per IoT Edge LTS; the newest LTS is the default.
 EDGE_RUNTIMES = {"1.5": "1.5", "1.6": "1.6"}
@@ -30,7 +30,6 @@ _MODULE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _ROUTE = re.compile(r"\s*FROM\s+(?P<source>\S+)(?:\s+WHERE\s+.+?)?\s+INTO\s+(?P<sink>.+?)\s*$", re.I | re.S)
 _SOURCE_MODULE = re.compile(r"^/messages/modules/([^/]+)(?:/|$)")
 _SINK_MODULE = re.compile(r'^BrokeredEndpoint\(\s*"/modules/([^/"]+)/inputs/[^"]+"\s*\)$')
-SECRET_ENV = {MODEL_PASSWORD}
 REDACTED = "<redacted>"
 
 
@@ -209,6 +208,6 @@ def redact(manifest: dict[str, Any]) -> dict[str, Any]:
         cred["password"] = REDACTED
     for spec in agent["modules"].values():
         for name, entry in (spec.get("env") or {}).items():
-            if name in SECRET_ENV or re.search(r"PASSWORD|SECRET|KEY|TOKEN|CONNECTION", name, re.I):
+            if re.search(r"PASSWORD|SECRET|KEY|TOKEN|CONNECTION", name, re.I):  # EDGEPACK_MODEL_REGISTRY_PASSWORD
                 entry["value"] = REDACTED
     return out

@@ -149,8 +149,10 @@ def read_layout_index(root: Path) -> LayoutIndex | None:
         EdgepackError: as ``read_layout``.
     """
     entry, body, data = _top(root)
-    if (data.get("mediaType") or entry.media_type) not in INDEX_TYPES:
-        return None
+    return _index(root, entry, body, data) if (data.get("mediaType") or entry.media_type) in INDEX_TYPES else None
+
+
+def _index(root: Path, entry: Descriptor, body: bytes, data: dict) -> LayoutIndex:
     images = {}
     for item in data.get("manifests") or []:
         child = Descriptor.from_dict(item)
@@ -167,8 +169,7 @@ def read_layout(root: Path, platform: str | None = None) -> LayoutImage:
     """
     entry, manifest, data = _top(root)
     if (data.get("mediaType") or entry.media_type) in INDEX_TYPES:
-        index = read_layout_index(root)
-        assert index is not None
+        index = _index(root, entry, manifest, data)
         wanted = platform or host_platform()
         if wanted not in index.images:
             raise EdgepackError(f"reading image layout '{root}': it holds no image for {wanted}",
