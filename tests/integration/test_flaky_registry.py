@@ -109,8 +109,12 @@ def _image(folder, seed: int):
     return manifest, blobs
 
 
-@pytest.mark.parametrize("rate, pushes, must_land", [(0.05, 20, 20), (0.10, 20, 20), (0.25, 10, 10)])
-def test_pushes_through_a_registry_failing_requests(dev_registry, tmp_path, rate, pushes, must_land):
+# A request gives up after retries + 1 failed tries, so it fails with probability rate ** (retries + 1), and a push
+# makes about 20 requests. With the default 4 retries that is 1 push in 5,000 at 10% faults but 1 in 50 at 25%
+# (and 1 run in 5 of ten pushes), so the 25% case gives the client 8 retries: 1 push in 13,000.
+@pytest.mark.parametrize("rate, pushes, must_land, retries", [
+    (0.05, 20, 20, 4), (0.10, 20, 20, 4), (0.25, 10, 10, 8)])
+def test_pushes_through_a_registry_failing_requests(dev_registry, tmp_path, rate, pushes, must_land, retries):
     proxy = FaultyProxy(dev_registry, rate, seed=int(rate * 100))
     landed = 0
     try:
@@ -119,7 +123,7 @@ def test_pushes_through_a_registry_failing_requests(dev_registry, tmp_path, rate
             folder.mkdir()
             manifest, blobs = _image(folder, seed=random.SystemRandom().randrange(1 << 62))  # new blobs every run
             ref = ImageRef.parse(f"{proxy.address}/flaky/r{int(rate * 100)}:{number}")
-            client = RegistryClient(proxy.address, backoff=0.01)
+            client = RegistryClient(proxy.address, backoff=0.01, retries=retries)
             try:
                 result = push_image(client, ref, manifest=manifest, manifest_media_type=OCI_MANIFEST, blobs=blobs,
                                     open_blob=lambda d, f=folder: open(f / d.split(":")[1], "rb"),
