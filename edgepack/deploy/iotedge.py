@@ -27,9 +27,9 @@ MAX_DESIRED_BYTES = 32 * 1024  # per twin
 MAX_VALUE_BYTES = 4 * 1024
 MAX_DEPTH = 10
 _MODULE = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_ROUTE = re.compile(r"\s*FROM\s+(?P<source>\S+)(?:\s+WHERE\s+.+?)?\s+INTO\s+(?P<sink>.+?)\s*$", re.I | re.S)
+_ROUTE = re.compile(r"\s*FROM\s+(?P<source>\S+)(?:\s+WHERE\s+(?P<where>.+?))?\s+INTO\s+(?P<sink>.+?)\s*$", re.I | re.S)
 _SOURCE_MODULE = re.compile(r"^/messages/modules/([^/]+)(?:/|$)")
-_SINK_MODULE = re.compile(r'^BrokeredEndpoint\(\s*"/modules/([^/"]+)/inputs/[^"]+"\s*\)$')
+_SINK_MODULE = re.compile(r'^BrokeredEndpoint\(\s*"/modules/([^/"]+)/inputs/([^"]+)"\s*\)$')
 REDACTED = "<redacted>"
 
 
@@ -81,24 +81,56 @@ def chunk_create_options(options: dict[str, Any]) -> dict[str, str]:
     return {("createOptions" if i == 0 else f"createOptions{i:02d}"): part for i, part in enumerate(parts)}
 
 
-def _route_modules(name: str, route: str) -> list[str]:
+@dataclass(frozen=True)
+class Route:
+    """One edgeHub route: messages from ``source`` (``/messages/*``, ``/messages/modules/M/*``,
+    ``/messages/modules/M/outputs/O`` or ``.../outputs/*``), where ``condition`` holds, into ``$upstream``
+    (``sink_module`` None) or ``sink_module``'s ``sink_input``."""
+
+    source: str
+    condition: str | None
+    sink_module: str | None
+    sink_input: str | None
+
+    @property
+    def source_module(self) -> str | None:
+        match = _SOURCE_MODULE.match(self.source)
+        return match.group(1) if match else None
+
+    def takes(self, module: str | None, output: str | None) -> bool:
+        """Whether a message a module sent to ``output`` (or a device's telemetry) enters this route."""
+        parts = self.source.rstrip("/").split("/")[1:]  # messages, modules, M, outputs, O
+        if parts in (["messages", "*"], ["messages"]):
+            return True
+        if module is None or len(parts) < 3 or parts[1] != "modules" or parts[2] != module:
+            return False
+        if len(parts) == 3 or parts[3] == "*":
+            return True
+        return len(parts) == 5 and parts[3] == "outputs" and parts[4] in ("*", output)
+
+
+def parse_route(name: str, route: str) -> Route:
+    """Raises:
+        DeployError: not ``FROM <source> [WHERE <condition>] INTO <sink>``, or a sink of another kind.
+    """
     match = _ROUTE.match(route)
     if not match:
         raise DeployError(f"route '{name}': {route!r} is not 'FROM <source> [WHERE <condition>] INTO <sink>'",
                           hint='For example: FROM /messages/modules/m/outputs/output1 INTO $upstream')
-    modules = []
-    source = _SOURCE_MODULE.match(match["source"])
-    if source:
-        modules.append(source.group(1))
     sink = match["sink"].strip()
-    if sink != "$upstream":
-        into = _SINK_MODULE.match(sink)
-        if not into:
-            raise DeployError(f"route '{name}': the sink {sink!r} is neither $upstream nor "
-                              'BrokeredEndpoint("/modules/<module>/inputs/<input>")',
-                              hint="Send results upstream or to another module's input.")
-        modules.append(into.group(1))
-    return modules
+    if sink == "$upstream":
+        return Route(match["source"], match["where"], None, None)
+    into = _SINK_MODULE.match(sink)
+    if not into:
+        raise DeployError(f"route '{name}': the sink {sink!r} is neither $upstream nor "
+                          'BrokeredEndpoint("/modules/<module>/inputs/<input>")',
+                          hint="Send results upstream or to another module's input.")
+    return Route(match["source"], match["where"], into.group(1), into.group(2))
+
+
+def _route_modules(name: str, route: str) -> list[str]:
+    parsed = parse_route(name, route)
+    return [m for m in (parsed.source_module, parsed.sink_module) if m]
 
 
 def render_manifest(image: ModuleImage, options: EdgeDeploymentOptions) -> dict[str, Any]:

@@ -1,22 +1,20 @@
-"""The local hub's device side for agent tests: mosquitto over TLS (on a port of its own), a link proxy on
-127.0.0.1:8883 (the port the device SDK always uses) that tests cut and restore, and the hub responder."""
+"""The local hub for agent tests (its gateway on a port of its own), behind a link proxy on 127.0.0.1:8883 (the port
+the device SDK always uses) that tests cut and restore; ``hub.responder`` is the agent's module identity."""
 
 from __future__ import annotations
 
-import base64
 import gc
 import json
-import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from edgepack.devtools.iothub.broker import Broker, BrokerError
-from edgepack.devtools.iothub.certs import HubCertificates, ensure_certificates
+from edgepack.devtools.iothub.certs import HubCertificates
+from edgepack.devtools.iothub.hub import LocalHub
 from edgepack.devtools.iothub.linkproxy import LinkProxy
-from edgepack.devtools.iothub.responder import HubResponder
+from edgepack.devtools.iothub.responder import IdentityView
 from edgepack.devtools.projects import SCORE_PY, make_model
 from edgepack.runtime.edge import EdgeSettings
 from edgepack.runtime.scoring import load_runtime
@@ -28,41 +26,31 @@ from device_agents.queues import Queues
 DEVICE, MODULE = "edge-dev-1", "edgepack-agent"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class Hub:
     certs: HubCertificates
     broker: Broker
     link: LinkProxy
-    responder: HubResponder
+    responder: IdentityView
     connection_string: str
+    local: LocalHub
 
 
 @pytest.fixture
 def hub(tmp_path):
-    certs = ensure_certificates(tmp_path / "certs")
+    local = LocalHub(tmp_path / "hub", device_port=0, service_port=0)
     try:
-        broker = Broker(tmp_path / "broker", certs, _free_port()).start()
+        local.start()
     except BrokerError as exc:
         pytest.fail(f"{exc} (scripts/setup.sh installs it)")
-    link = LinkProxy(8883, broker.port)
-    try:
-        responder = HubResponder(broker.port, str(certs.ca), DEVICE, MODULE).start()
-    except BaseException:
-        link.close()
-        broker.stop()
-        raise
-    key = base64.b64encode(os.urandom(32)).decode()
-    yield Hub(certs, broker, link, responder,
-              f"HostName=localhost;DeviceId={DEVICE};ModuleId={MODULE};SharedAccessKey={key}")
-    responder.stop()
+    local.state.add_device(DEVICE, edge=True)
+    local.state.add_module(DEVICE, MODULE)
+    assert local.gateway and local.responder
+    link = LinkProxy(8883, local.gateway.port)
+    yield Hub(local.certs, local.broker, link, local.responder.identity(DEVICE, MODULE),
+              local.state.connection_string(DEVICE, MODULE), local)
     link.close()
-    broker.stop()
+    local.stop()
     gc.collect()  # paho's dropped sockets are closed here, inside the test, not at the end of the session
 
 

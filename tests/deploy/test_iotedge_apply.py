@@ -28,7 +28,7 @@ def test_a_manifest_is_applied_on_a_registered_edge_device(service):
     manifest = render_manifest(IMAGE, EdgeDeploymentOptions(model={"version": 2, "digest": "sha256:" + "0" * 64,
                                                                    "uri": "https://x/m.onnx"}))
     apply_on_device(manifest, "dev-1", connection_string=hub.connection_string, ca_file=ca)
-    assert hub.devices["dev-1"]["modulesContent"] == manifest["modulesContent"]
+    assert hub.state.devices["dev-1"]["content"] == manifest["modulesContent"]
     with pytest.raises(DeployError, match="device 'nope'.*does not know it") as err:
         apply_on_device(manifest, "nope", connection_string=hub.connection_string, ca_file=ca)
     assert "device-identity create" in err.value.hint
@@ -40,7 +40,7 @@ def test_an_automatic_deployment_is_created_once(service):
     created = create_deployment(manifest, "digits-v1", target_condition="tags.site='lyon'", priority=20,
                                 connection_string=hub.connection_string, ca_file=ca)
     assert created == "digits-v1"
-    stored = hub.configurations["digits-v1"]
+    stored = hub.state.configurations["digits-v1"]
     assert stored["targetCondition"] == "tags.site='lyon'" and stored["priority"] == 20
     assert stored["content"]["modulesContent"] == manifest["modulesContent"]
     assert stored["labels"] == {"createdBy": "edgepack"}
@@ -62,4 +62,4 @@ def test_a_wrong_key_or_an_untrusted_hub_is_refused(service, tmp_path):
         apply_on_device(manifest, "dev-1", connection_string=wrong, ca_file=ca)
     with pytest.raises(DeployError):  # without the CA, TLS verification fails: nothing is sent
         apply_on_device(manifest, "dev-1", connection_string=hub.connection_string)
-    assert hub.devices["dev-1"]["modulesContent"] is None
+    assert hub.state.devices["dev-1"]["content"] is None

@@ -1,5 +1,6 @@
-"""mosquitto for the local hub: TLS 1.2 on loopback with the hub's certificate, persistent sessions (the SDK
-never re-subscribes, so a broker that forgot sessions would silently stop delivering inputs).
+"""mosquitto for the local hub: on loopback, plain behind the hub's gateway (which does TLS and checks tokens) or
+TLS 1.2 with the hub's certificate; persistent sessions (the SDK never re-subscribes, so a broker that forgot
+sessions would silently stop delivering inputs).
 
 Side effects: a mosquitto process, its config, log and persistence files under the state folder.
 """
@@ -20,14 +21,15 @@ class BrokerError(Exception):
     """mosquitto is missing or did not start."""
 
 
-def _config(state: Path, port: int, certs: HubCertificates) -> str:
+def _config(state: Path, port: int, certs: HubCertificates | None) -> str:
+    tls = [f"cafile {certs.ca}", f"certfile {certs.cert}", f"keyfile {certs.key}", "tls_version tlsv1.2"] \
+        if certs else []
     return "\n".join([
         # started as root, mosquitto switches to its own user, which cannot read the hub's files: stay who we are
         f"user {getpass.getuser()}", "per_listener_settings false", "allow_anonymous true", "persistence true",
         f"persistence_location {state}/", "autosave_interval 1", f"log_dest file {state / 'mosquitto.log'}",
         "log_type error", "log_type warning", "log_type notice", "max_inflight_messages 20",
-        "max_queued_messages 100000", f"listener {port} 127.0.0.1", f"cafile {certs.ca}", f"certfile {certs.cert}",
-        f"keyfile {certs.key}", "tls_version tlsv1.2", ""])
+        "max_queued_messages 100000", f"listener {port} 127.0.0.1", *tls, ""])
 
 
 def wait_for_port(port: int, timeout: float = 10.0) -> None:
@@ -42,9 +44,9 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
 
 
 class Broker:
-    """A mosquitto process serving TLS on 127.0.0.1:``port``."""
+    """A mosquitto process on 127.0.0.1:``port`` (TLS when given ``certs``)."""
 
-    def __init__(self, state: Path, certs: HubCertificates, port: int) -> None:
+    def __init__(self, state: Path, certs: HubCertificates | None, port: int) -> None:
         self.state, self.certs, self.port = state, certs, port
         self.process: subprocess.Popen | None = None
 

@@ -1,11 +1,16 @@
-"""The local hub's service side: the part of IoT Hub's service REST API that deployments use, over HTTPS on
-loopback, for the real azure-iot-hub client (``IoTHubConfigurationManager``) pointed at
-``HostName=localhost:PORT``. Development tooling, never in images.
+"""The local hub's service side: the part of IoT Hub's service REST API that deployments and fleet tools use,
+over HTTPS on loopback, for the real azure-iot-hub clients (``IoTHubRegistryManager``,
+``IoTHubConfigurationManager``) pointed at ``HostName=localhost:PORT``. Development tooling, never in images.
 
-Covered: shared-access-signature checks (the policy key, the ``sr`` host, expiry; compared in constant time),
-``POST /devices/{id}/applyConfigurationContent``, ``PUT/GET/DELETE /configurations/{id}`` (content fixed once
-created, as in IoT Hub; ``If-Match`` for updates) and ``GET /configurations``. Devices are registered with
-``add_device``. Errors answer IoT Hub's JSON shape ``{"Message": "ErrorCode:...;...", "ExceptionMessage": ...}``.
+Covered: shared-access-signature checks (the policy key, the ``sr`` host, expiry; compared in constant time);
+device and module identities (``PUT/GET/DELETE /devices/{id}[/modules/{mid}]``, ``GET /devices/{id}/modules``);
+twins (``GET``, ``PATCH`` as a JSON merge patch of tags and desired properties, ``PUT`` to replace them, with
+``If-Match`` etags; ``/twins/{id}[/modules/{mid}]``); direct methods (``POST /twins/{id}[/modules/{mid}]/methods``,
+answered by the connected device, 404 ``DeviceNotOnline`` otherwise); twin queries (``POST /devices/query``, see
+``query``); ``POST /devices/{id}/applyConfigurationContent``; configurations (``PUT/GET/DELETE
+/configurations/{id}``, content fixed once created, ``If-Match`` for updates, ``GET /configurations``) with
+target conditions and priorities applied to the devices and their counts in ``systemMetrics``. Errors answer
+IoT Hub's JSON shape ``{"Message": "ErrorCode:...;...", "ExceptionMessage": ...}``.
 
 Side effects: a thread serving HTTPS on 127.0.0.1.
 """
@@ -21,36 +26,41 @@ import ssl
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, quote_plus, unquote, urlsplit
 
 from edgepack.devtools.iothub.certs import HubCertificates
+from edgepack.devtools.iothub.query import QueryError, condition, parse_query
+from edgepack.devtools.iothub.state import HubState, HubStateError, now
 
 POLICY = "iothubowner"
-_CONFIG = re.compile(r"^/configurations/([^/?]+)$")
-_APPLY = re.compile(r"^/devices/([^/?]+)/applyConfigurationContent$")
+_ROUTES = [(method, re.compile(pattern), name) for method, pattern, name in [
+    ("POST", r"^/devices/query$", "_query"),
+    ("POST", r"^/devices/([^/]+)/applyConfigurationContent$", "_apply"),
+    ("GET", r"^/devices/([^/]+)/modules$", "_modules"),
+    ("*", r"^/devices/([^/]+)/modules/([^/]+)$", "_identity"),
+    ("*", r"^/devices/([^/]+)()$", "_identity"),
+    ("POST", r"^/twins/([^/]+)/modules/([^/]+)/methods$", "_method"),
+    ("POST", r"^/twins/([^/]+)()/methods$", "_method"),
+    ("*", r"^/twins/([^/]+)/modules/([^/]+)$", "_twin"),
+    ("*", r"^/twins/([^/]+)()$", "_twin"),
+    ("GET", r"^/configurations$", "_configurations"),
+    ("*", r"^/configurations/([^/]+)$", "_configuration"),
+]]
+_NEVER = "0001-01-01T00:00:00Z"
 
-
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-class HubError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code = status, code
 
 
 class HubService:
-    """Serves IoT Hub's service API for deployments on 127.0.0.1:``port`` (0: any free port)."""
+    """Serves IoT Hub's service API on 127.0.0.1:``port`` (0: any free port) over ``state``; direct methods go
+    through ``invoke(device, module, method, payload, timeout)`` (the hub's responder)."""
 
-    def __init__(self, certs: HubCertificates, *, port: int = 0, key: bytes | None = None) -> None:
+    def __init__(self, certs: HubCertificates, state: HubState | None = None, *, port: int = 0,
+                 key: bytes | None = None, invoke: Any = None) -> None:
         self.key = key or hashlib.sha256(uuid.uuid4().bytes).digest()
-        self.devices: dict[str, dict[str, Any]] = {}  # id → {"edge": bool, "modulesContent": ...}
-        self.configurations: dict[str, dict[str, Any]] = {}
-        self._lock = threading.Lock()
+        self.state = state or HubState()
+        self._invoke = invoke
         service = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -65,7 +75,7 @@ class HubService:
                 try:
                     service._authorize(self.headers.get("Authorization", ""), self.headers.get("Host", ""))
                     status, answer, headers = service.handle(method, self.path, body, dict(self.headers))
-                except HubError as exc:
+                except HubStateError as exc:
                     status, headers = exc.status, {}
                     answer = {"Message": f"ErrorCode:{exc.code};{exc}", "ExceptionMessage": str(exc)}
                 data = b"" if answer is None else json.dumps(answer).encode()
@@ -83,6 +93,9 @@ class HubService:
 
             def do_PUT(self) -> None:
                 self._handle("PUT")
+
+            def do_PATCH(self) -> None:
+                self._handle("PATCH")
 
             def do_POST(self) -> None:
                 self._handle("POST")
@@ -109,27 +122,27 @@ class HubService:
         return self
 
     def stop(self) -> None:
-        self._httpd.shutdown()
+        if self._thread.is_alive():
+            self._httpd.shutdown()
         self._httpd.server_close()
 
     def add_device(self, device: str, *, edge: bool = True) -> None:
-        with self._lock:
-            self.devices.setdefault(device, {"edge": edge, "modulesContent": None})
+        self.state.add_device(device, edge=edge)
 
     # -- auth
     def _authorize(self, header: str, host: str) -> None:
         if not header.startswith("SharedAccessSignature "):
-            raise HubError(401, "IotHubUnauthorizedAccess", "no shared access signature")
+            raise HubStateError(401, "IotHubUnauthorizedAccess", "no shared access signature")
         fields = dict(parse_qsl(header[len("SharedAccessSignature "):], keep_blank_values=True))
         resource, expiry, signature = fields.get("sr", ""), fields.get("se", ""), fields.get("sig", "")
         if fields.get("skn") != POLICY or unquote(resource).split("/")[0] != self.host:
-            raise HubError(401, "IotHubUnauthorizedAccess", "the signature is for another hub or policy")
+            raise HubStateError(401, "IotHubUnauthorizedAccess", "the signature is for another hub or policy")
         if not expiry.isdigit() or int(expiry) < time.time():
-            raise HubError(401, "IotHubUnauthorizedAccess", "the signature has expired")
+            raise HubStateError(401, "IotHubUnauthorizedAccess", "the signature has expired")
         message = f"{quote_plus(unquote(resource))}\n{expiry}".encode()
         expected = base64.b64encode(hmac.new(self.key, message, hashlib.sha256).digest()).decode()
         if not hmac.compare_digest(expected.encode(), signature.encode()):
-            raise HubError(401, "IotHubUnauthorizedAccess", "the signature does not match the policy's key")
+            raise HubStateError(401, "IotHubUnauthorizedAccess", "the signature does not match the policy's key")
 
     # -- routes
     def handle(self, method: str, target: str, body: bytes,
@@ -138,56 +151,151 @@ class HubService:
         try:
             data = json.loads(body) if body else None
         except ValueError:
-            raise HubError(400, "ArgumentInvalid", "the request body is not JSON") from None
-        with self._lock:
-            match = _APPLY.match(path)
-            if match and method == "POST":
-                return self._apply(unquote(match.group(1)), data)
-            match = _CONFIG.match(path)
-            if match:
-                return self._configuration(method, unquote(match.group(1)), data, headers)
-            if path == "/configurations" and method == "GET":
-                return 200, list(self.configurations.values()), {}
-        raise HubError(404, "NotFound", f"{method} {path} is not something this local hub serves")
+            raise HubStateError(400, "ArgumentInvalid", "the request body is not JSON") from None
+        lowered = {k.lower(): v for k, v in headers.items()}
+        for verb, pattern, name in _ROUTES:
+            match = pattern.match(path)
+            if match and verb in ("*", method):
+                args = [unquote(g) if g else None for g in match.groups()]
+                return getattr(self, name)(method, *args, data=data, headers=lowered)
+        raise HubStateError(404, "NotFound", f"{method} {path} is not something this local hub serves")
 
-    def _apply(self, device: str, data: Any) -> tuple[int, Any, dict[str, str]]:
-        entry = self.devices.get(device)
-        if entry is None:
-            raise HubError(404, "DeviceNotFound", f"device '{device}' is not registered")
-        if not entry["edge"]:
-            raise HubError(400, "ArgumentInvalid", f"device '{device}' is not an IoT Edge device")
-        content = (data or {}).get("modulesContent")
-        if not isinstance(content, dict) or "$edgeAgent" not in content or "$edgeHub" not in content:
-            raise HubError(400, "ArgumentInvalid", "modulesContent needs $edgeAgent and $edgeHub")
-        entry["modulesContent"] = content
-        return 204, None, {}
-
-    def _configuration(self, method: str, name: str, data: Any,
-                       headers: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
-        existing = self.configurations.get(name)
+    def _identity(self, method: str, device: str, module: str | None, *, data: Any,
+                  headers: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+        state = self.state
         if method == "GET":
-            if existing is None:
-                raise HubError(404, "ConfigurationNotFound", f"configuration '{name}' does not exist")
-            return 200, existing, {}
+            with state.lock:
+                return 200, self._describe(device, module), {}
         if method == "DELETE":
-            if existing is None:
-                raise HubError(404, "ConfigurationNotFound", f"configuration '{name}' does not exist")
-            del self.configurations[name]
+            with state.lock:
+                etag = state.identity(device, module)["etag"]
+                match = headers.get("if-match", "*").strip('"')
+                if match not in ("*", etag):
+                    raise HubStateError(412, "PreconditionFailed", f"the identity's etag is {etag}, not {match}")
+                state.remove(device, module)
             return 204, None, {}
         if method != "PUT" or not isinstance(data, dict):
-            raise HubError(400, "ArgumentInvalid", "a configuration is a JSON object")
-        match = headers.get("If-Match")
-        if existing is not None:
-            if not match:
-                raise HubError(409, "ConfigurationAlreadyExists", f"configuration '{name}' exists already")
-            if match not in ("*", existing["etag"]):
-                raise HubError(412, "PreconditionFailed", "the etag does not match")
-            if data.get("content") != existing["content"]:
-                raise HubError(400, "ArgumentInvalid", "a configuration's content cannot change")
-        stored = {**(existing or {"createdTimeUtc": _now(), "systemMetrics": {"results": {}, "queries": {}}}),
-                  "id": name, "schemaVersion": data.get("schemaVersion", "1.0"), "labels": data.get("labels") or {},
-                  "content": data.get("content") or {}, "targetCondition": data.get("targetCondition", ""),
-                  "priority": int(data.get("priority") or 0), "metrics": data.get("metrics") or {"queries": {}},
-                  "lastUpdatedTimeUtc": _now(), "etag": base64.b64encode(uuid.uuid4().bytes[:6]).decode()}
-        self.configurations[name] = stored
-        return (200 if existing else 201), stored, {}
+            raise HubStateError(400, "ArgumentInvalid", "an identity is a JSON object")
+        auth = (data.get("authentication") or {})
+        if auth.get("type", "sas") != "sas":
+            raise HubStateError(400, "ArgumentInvalid", "this hub knows symmetric keys (type sas) only")
+        keys = auth.get("symmetricKey") or {}
+        with state.lock:
+            exists = (device in state.devices) if module is None else \
+                (device in state.devices and module in state.devices[device]["modules"])
+            if exists and headers.get("if-match") is None:
+                name = device + (f"/{module}" if module else "")
+                raise HubStateError(409, "DeviceAlreadyExists", f"{name} exists already")
+            if module is None:
+                state.add_device(device, edge=bool((data.get("capabilities") or {}).get("iotEdge")),
+                                 primary=keys.get("primaryKey"), secondary=keys.get("secondaryKey"),
+                                 status=data.get("status") or "enabled")
+            else:
+                state.add_module(device, module, primary=keys.get("primaryKey"),
+                                 secondary=keys.get("secondaryKey"), managed_by=data.get("managedBy"))
+            return 200, self._describe(device, module), {}
+
+    def _describe(self, device: str, module: str | None) -> dict[str, Any]:
+        entry = self.state.identity(device, module)
+        out: dict[str, Any] = {
+            "deviceId": device, "generationId": entry["generationId"], "etag": entry["etag"],
+            "connectionState": "Connected" if self.state.is_connected(device, module) else "Disconnected",
+            "connectionStateUpdatedTime": _NEVER, "lastActivityTime": _NEVER, "cloudToDeviceMessageCount": 0,
+            "authentication": {"type": "sas", "symmetricKey": {"primaryKey": entry["primaryKey"],
+                                                               "secondaryKey": entry["secondaryKey"]},
+                               "x509Thumbprint": {"primaryThumbprint": None, "secondaryThumbprint": None}}}
+        if module is None:
+            out.update(status=entry["status"], statusReason=None, statusUpdatedTime=_NEVER,
+                       capabilities={"iotEdge": bool(entry.get("edge"))})
+        else:
+            out.update(moduleId=module, managedBy=entry.get("managedBy"))
+        return out
+
+    def _modules(self, method: str, device: str, *, data: Any,
+                 headers: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+        with self.state.lock:
+            return 200, [self._describe(device, m) for m in self.state.device(device)["modules"]], {}
+
+    def _twin(self, method: str, device: str, module: str | None, *, data: Any,
+              headers: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+        if method == "GET":
+            return 200, self.state.twin(device, module), {}
+        if method not in ("PATCH", "PUT"):
+            raise HubStateError(405, "MethodNotAllowed", f"{method} on a twin")
+        return 200, self.state.update_twin(device, module, data, replace=method == "PUT",
+                                           if_match=headers.get("if-match")), {}
+
+    def _method(self, method: str, device: str, module: str | None, *, data: Any,
+                headers: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+        if not isinstance(data, dict) or not data.get("methodName"):
+            raise HubStateError(400, "ArgumentInvalid", "a method call names methodName")
+        if self._invoke is None:
+            raise HubStateError(404, "DeviceNotOnline", "this hub has no device side")
+        timeout = float(data.get("responseTimeoutInSeconds") or 30)
+        status, payload = self._invoke(device, module, data["methodName"], data.get("payload"), timeout)
+        return 200, {"status": status, "payload": payload}, {}
+
+    def _query(self, method: str, *, data: Any, headers: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+        text = (data or {}).get("query") if isinstance(data, dict) else None
+        if not text:
+            raise HubStateError(400, "ArgumentInvalid", "a query body is {\"query\": \"SELECT ...\"}")
+        try:
+            query = parse_query(text)
+        except QueryError as exc:
+            raise HubStateError(400, "SqlQueryInvalid", str(exc)) from None
+        rows = query.run(self.state.twins(modules=query.source == "devices.modules"))
+        size = int(headers.get("x-ms-max-item-count") or 100)
+        start = int(headers.get("x-ms-continuation") or 0)
+        page = rows[start:start + size]
+        more = str(start + size) if start + size < len(rows) else ""
+        kind = "twin" if not query.fields and not query.count_as else "raw"
+        return 200, page, {"x-ms-item-type": kind, "x-ms-continuation": more}
+
+    def _apply(self, method: str, device: str, *, data: Any,
+               headers: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+        content = (data or {}).get("modulesContent") if isinstance(data, dict) else None
+        if not isinstance(content, dict) or "$edgeAgent" not in content or "$edgeHub" not in content:
+            raise HubStateError(400, "ArgumentInvalid", "modulesContent needs $edgeAgent and $edgeHub")
+        self.state.apply_content(device, content)
+        return 204, None, {}
+
+    def _configurations(self, method: str, *, data: Any,
+                        headers: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+        with self.state.lock:
+            return 200, json.loads(json.dumps(list(self.state.configurations.values()))), {}
+
+    def _configuration(self, method: str, name: str, *, data: Any,
+                       headers: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+        with self.state.lock:
+            existing = self.state.configurations.get(name)
+            if method == "GET":
+                if existing is None:
+                    raise HubStateError(404, "ConfigurationNotFound", f"configuration '{name}' does not exist")
+                return 200, existing, {}
+            if method == "DELETE":
+                if existing is None:
+                    raise HubStateError(404, "ConfigurationNotFound", f"configuration '{name}' does not exist")
+                self.state.set_configuration(name, None)
+                return 204, None, {}
+            if method != "PUT" or not isinstance(data, dict):
+                raise HubStateError(400, "ArgumentInvalid", "a configuration is a JSON object")
+            match = headers.get("if-match")
+            if existing is not None:
+                if not match:
+                    raise HubStateError(409, "ConfigurationAlreadyExists", f"configuration '{name}' exists already")
+                if match.strip('"') not in ("*", existing["etag"]):
+                    raise HubStateError(412, "PreconditionFailed", "the etag does not match")
+                if data.get("content") != existing["content"]:
+                    raise HubStateError(400, "ArgumentInvalid", "a configuration's content cannot change")
+            try:
+                condition(data.get("targetCondition") or "")
+            except QueryError as exc:
+                raise HubStateError(400, "ArgumentInvalid", f"targetCondition: {exc}") from None
+            stored = {**(existing or {"createdTimeUtc": now(), "systemMetrics": {"results": {}, "queries": {}}}),
+                      "id": name, "schemaVersion": data.get("schemaVersion", "1.0"),
+                      "labels": data.get("labels") or {}, "content": data.get("content") or {},
+                      "targetCondition": data.get("targetCondition", ""), "priority": int(data.get("priority") or 0),
+                      "metrics": data.get("metrics") or {"queries": {}}, "lastUpdatedTimeUtc": now(),
+                      "etag": base64.b64encode(uuid.uuid4().bytes[:6]).decode()}
+            self.state.set_configuration(name, stored)
+            return (200 if existing else 201), self.state.configurations[name], {}
