@@ -84,11 +84,12 @@ class DockerDaemon:
                               hint="Check the engine's log; the layout may be damaged.")
         return images[0].id
 
-    def pull(self, ref: str) -> None:
-        """Pull ``ref`` (checked line by line)."""
+    def pull(self, ref: str, auth: Mapping[str, str] | None = None) -> None:
+        """Pull ``ref`` (checked line by line), with ``auth`` ({username, password}) when given."""
         repo, tag = (ref.split("@")[0], ref.split("@")[1]) if "@" in ref else (ref, None)
         try:
-            check_stream(self.client.api.pull(repo, tag=tag, stream=True, decode=True), f"pulling '{ref}'")
+            check_stream(self.client.api.pull(repo, tag=tag, stream=True, decode=True,
+                                              auth_config=dict(auth) if auth else None), f"pulling '{ref}'")
         except docker.errors.APIError as exc:
             raise DaemonError(f"pulling '{ref}': {exc.explanation or exc}",
                               hint="Check the reference and that the engine can reach the registry.") from exc

@@ -135,3 +135,7 @@ class DeployError(EdgepackError):
 
 class ProfileError(EdgepackError):
     """Profiling could not measure: the entry script did not start, or the sample was refused."""
+
+
+class HubError(EdgepackError):
+    """The local IoT hub is not running, cannot start, or refused a request."""

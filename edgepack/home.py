@@ -27,6 +27,11 @@ class Home:
         return self.root / "cache"
 
     @property
+    def hub(self) -> Path:
+        """The local IoT hub's state: identities and twins, certificates, broker data, upstream messages."""
+        return self.root / "hub"
+
+    @property
     def runs(self) -> Path:
         """One folder per local run, holding its keys file (mounted read-only into the container)."""
         return self.root / "runs"

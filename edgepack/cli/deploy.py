@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from edgepack import api
-from edgepack.cli.support import parse_pairs, registry_flags, registry_options
+from edgepack.cli.support import home_from_env, parse_pairs, registry_flags, registry_options
 from edgepack.deploy import iotedge
 from edgepack.deploy.iotedge import DEFAULT_RUNTIME, EDGE_RUNTIMES
 from edgepack.runtime.edge import MODEL_PASSWORD, MODEL_USERNAME
@@ -122,6 +122,8 @@ def _secret_env(var: str | None, option: str) -> str | None:
 @click.option("--model-registry-password-env", metavar="VAR", help="Variable holding that user's password.")
 @click.option("--hub-connection-env", metavar="VAR", default="IOTHUB_CONNECTION_STRING", show_default=True,
               help="Variable holding the hub's service connection string.")
+@click.option("--local", is_flag=True, help="Send it to the local hub ('edgepack edge hub start'), which runs the "
+                                            "modules on this machine's Docker engine; waits until they run.")
 @click.option("--dry-run", is_flag=True, help="Print the manifest with secrets redacted; send nothing.")
 @click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), help="CA bundle for the image registry.")
 @click.option("--insecure-http", is_flag=True, help="Allow plain HTTP to a non-loopback image registry.")
@@ -129,7 +131,8 @@ def deploy_iot_edge(image: str, device: str | None, target_condition: str | None
                     module: str, model: str | None, routes: tuple[str, ...], ttl: int, edge_runtime: str,
                     env: tuple[str, ...], registry_username: str | None, registry_password_env: str | None,
                     model_registry_username: str | None, model_registry_password_env: str | None,
-                    hub_connection_env: str, dry_run: bool, ca_file: str | None, insecure_http: bool) -> None:
+                    hub_connection_env: str, local: bool, dry_run: bool, ca_file: str | None,
+                    insecure_http: bool) -> None:
     """Render the IoT Edge deployment manifest of IMAGE ($edgeAgent, $edgeHub, the module and its desired model),
     check it against the hub's limits, and apply it on --device or create it for --target-condition."""
     from edgepack.deploy import iotedge_apply
@@ -158,14 +161,26 @@ def deploy_iot_edge(image: str, device: str | None, target_condition: str | None
     if dry_run:
         click.echo(json.dumps(iotedge.redact(manifest), indent=2, sort_keys=True))
         return
-    connection = _secret_env(hub_connection_env, "--hub-connection-env")
-    if not connection:
-        raise click.BadParameter(f"'{hub_connection_env}' is not set: export the hub's service connection string",
-                                 param_hint="--hub-connection-env")
+    hub_ca: str | None = None
+    connection: str | None
+    if local:
+        from edgepack.devtools.iothub import control
+
+        found = control.endpoints(home_from_env().hub)
+        connection, hub_ca = found.service_connection_string, found.ca_file
+    else:
+        connection = _secret_env(hub_connection_env, "--hub-connection-env")
+        if not connection:
+            raise click.BadParameter(f"'{hub_connection_env}' is not set: export the hub's service connection "
+                                     "string (or pass --local for the local hub)", param_hint="--hub-connection-env")
     if device is not None:
-        iotedge_apply.apply_on_device(manifest, device, connection_string=connection)
+        iotedge_apply.apply_on_device(manifest, device, connection_string=connection, ca_file=hub_ca)
         click.echo(f"applied on device {device}")
+        if local:
+            version = manifest["modulesContent"]["$edgeAgent"]["properties.desired"]["modules"][module]["version"]
+            control.wait_module(home_from_env().hub, device, module, version)
+            click.echo(f"module {module} running on {device}", err=True)
     else:
         created = iotedge_apply.create_deployment(manifest, str(name), target_condition=str(target_condition),
-                                                  priority=priority, connection_string=connection)
+                                                  priority=priority, connection_string=connection, ca_file=hub_ca)
         click.echo(f"created deployment {created}")

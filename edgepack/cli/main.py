@@ -15,6 +15,7 @@ import click
 
 from edgepack import __version__
 from edgepack.cli.deploy import deploy
+from edgepack.cli.edge import edge
 from edgepack.cli.images import package_cmd, plan_cmd, push_cmd
 from edgepack.cli.models import model
 from edgepack.cli.profile import profile_cmd
@@ -31,7 +32,8 @@ def cli(verbose: int) -> None:
     logging.basicConfig(level=level, stream=sys.stderr, format="%(message)s")
 
 
-for command in (model, plan_cmd, package_cmd, push_cmd, run_cmd, stop_cmd, logs_cmd, keys_cmd, deploy, profile_cmd):
+for command in (model, plan_cmd, package_cmd, push_cmd, run_cmd, stop_cmd, logs_cmd, keys_cmd, deploy, edge,
+                profile_cmd):
     cli.add_command(command)
 
 

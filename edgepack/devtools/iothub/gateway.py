@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 Authenticate = Callable[[str | None, str | None], tuple[str, str | None]]
 Presence = Callable[[str, str | None, bool], None]
+Subscribed = Callable[[str, str | None, list[str]], None]
 
 
 def scope(device: str, module: str | None) -> str:
@@ -49,8 +50,9 @@ class Gateway:
     """Devices connect here; the broker listens on plain 127.0.0.1:``broker_port``."""
 
     def __init__(self, certs: HubCertificates, broker_port: int, authenticate: Authenticate, *, port: int = 0,
-                 presence: Presence | None = None) -> None:
+                 presence: Presence | None = None, subscribed: Subscribed | None = None) -> None:
         self.broker_port, self._authenticate, self._presence = broker_port, authenticate, presence
+        self._subscribed = subscribed
         self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self._context.load_cert_chain(str(certs.cert), str(certs.key))
         self._loop = asyncio.new_event_loop()
@@ -148,7 +150,13 @@ class Gateway:
                         raise _Refused(f"{own[:-1]} published to {topic!r}")
                     packet = wire.with_topic(packet, outward(topic))
                 elif packet.kind in (wire.SUBSCRIBE, wire.UNSUBSCRIBE):
-                    packet = wire.with_filters(packet, [outward(t) for t in wire.filters(packet)])
+                    topics = [outward(t) for t in wire.filters(packet)]
+                    packet = wire.with_filters(packet, topics)
+                    if packet.kind == wire.SUBSCRIBE and self._subscribed:
+                        up_writer.write(packet.encode())
+                        await up_writer.drain()  # the broker has the subscription before anything is flushed
+                        self._subscribed(device, module, topics)
+                        continue
                 elif packet.kind == wire.CONNECT:
                     raise _Refused("a second CONNECT")
                 up_writer.write(packet.encode())

@@ -64,7 +64,7 @@ class LocalHub:
         self.responder: HubResponder | None = None
         self.gateway: Gateway | None = None
         self.service = HubService(self.certs, self.state, port=service_port, key=key_file.read_bytes(),
-                                  invoke=self._invoke)
+                                  invoke=self._invoke, send=self._send)
         self._device_port, self._modules = device_port, modules
         self.runtime: Any = None
 
@@ -72,13 +72,18 @@ class LocalHub:
         assert self.responder is not None
         return self.responder.invoke(device, module, method, payload, timeout)
 
+    def _send(self, device: str, module: str, input_name: str, body: str, **kwargs: Any) -> str:
+        assert self.responder is not None
+        return self.responder.send_input(device, module, input_name, body, **kwargs)
+
     def start(self) -> "LocalHub":
         self.broker.start()
         try:
             self.responder = HubResponder(self.broker.port, self.state,
                                           upstream_log=self.home / "upstream.jsonl").start()
             self.gateway = Gateway(self.certs, self.broker.port, self.state.authenticate, port=self._device_port,
-                                   presence=self.state.set_connected).start()
+                                   presence=self.state.set_connected,
+                                   subscribed=self.responder.subscribed).start()
             self.service.start()
             if self._modules:
                 from edgepack.devtools.iothub.edgeruntime import EdgeRuntime

@@ -75,6 +75,7 @@ class HubResponder:
         self._upstream_log = upstream_log
         self._rids = itertools.count(1)
         self._methods: dict[str, tuple[int, Any] | None] = {}
+        self._pending: dict[tuple[str, str], list[tuple[str, bytes | str, dict[str, str]]]] = {}
         self._client = mqtt.Client(client_id=f"edgepack-hub-{uuid.uuid4().hex[:8]}", clean_session=True)
         if ca_file:
             self._client.tls_set_context(ssl.create_default_context(cafile=ca_file))
@@ -209,14 +210,40 @@ class HubResponder:
     def send_input(self, device: str, module: str, input_name: str, body: bytes | str, *,
                    message_id: str | None = None, correlation_id: str | None = None,
                    content_type: str = "application/json", properties: dict[str, str] | None = None) -> str:
-        """Publish one message to a module's input (QoS 1); returns its message id."""
+        """Publish one message to a module's input (QoS 1); returns its message id. Until the module has once
+        subscribed to its inputs (its broker session then keeps them), messages wait here, as edgeHub keeps
+        them for a module that has not started yet."""
         message_id = message_id or str(uuid.uuid4())
         bag = {"$.mid": message_id, "$.ct": content_type, "$.ce": "utf-8", **(properties or {})}
         if correlation_id:
             bag["$.cid"] = correlation_id
+        with self.state.lock:
+            entry = self.state.devices.get(device, {}).get("modules", {}).get(module)
+            if entry is None or not entry.get("inputsSubscribed"):
+                self._pending.setdefault((device, module), []).append((input_name, body, bag))
+                return message_id
+        self._publish_input(device, module, input_name, body, bag)
+        return message_id
+
+    def _publish_input(self, device: str, module: str, input_name: str, body: bytes | str,
+                       bag: dict[str, str]) -> None:
         topic = f"devices/{device}/modules/{module}/inputs/{input_name}/{urlencode(bag, quote_via=quote)}"
         self._client.publish(topic, body, qos=1)
-        return message_id
+
+    def subscribed(self, device: str, module: str | None, topics: list[str]) -> None:
+        """The gateway saw ``device/module`` subscribe: once it takes its inputs, what waited for it is sent."""
+        if module is None or not any(t.startswith(f"devices/{device}/modules/{module}/inputs") for t in topics):
+            return
+        with self.state.lock:
+            entry = self.state.devices.get(device, {}).get("modules", {}).get(module)
+            if entry is None:
+                return
+            if not entry.get("inputsSubscribed"):
+                entry["inputsSubscribed"] = True
+                self.state.touch()
+            waiting = self._pending.pop((device, module), [])
+            for input_name, body, bag in waiting:
+                self._publish_input(device, module, input_name, body, bag)
 
     def _push_desired(self, device: str, module: str | None, patch: dict[str, Any], version: int) -> None:
         self._client.publish(f"{scope(device, module)}twin/PATCH/properties/desired/?$version={version}",

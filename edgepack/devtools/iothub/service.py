@@ -46,6 +46,7 @@ _ROUTES = [(method, re.compile(pattern), name) for method, pattern, name in [
     ("*", r"^/twins/([^/]+)/modules/([^/]+)$", "_twin"),
     ("*", r"^/twins/([^/]+)()$", "_twin"),
     ("GET", r"^/configurations$", "_configurations"),
+    ("POST", r"^/edgepack/devices/([^/]+)/modules/([^/]+)/inputs/([^/]+)$", "_send"),
     ("*", r"^/configurations/([^/]+)$", "_configuration"),
 ]]
 _NEVER = "0001-01-01T00:00:00Z"
@@ -57,10 +58,10 @@ class HubService:
     through ``invoke(device, module, method, payload, timeout)`` (the hub's responder)."""
 
     def __init__(self, certs: HubCertificates, state: HubState | None = None, *, port: int = 0,
-                 key: bytes | None = None, invoke: Any = None) -> None:
+                 key: bytes | None = None, invoke: Any = None, send: Any = None) -> None:
         self.key = key or hashlib.sha256(uuid.uuid4().bytes).digest()
         self.state = state or HubState()
-        self._invoke = invoke
+        self._invoke, self._send_input = invoke, send
         service = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -250,6 +251,24 @@ class HubService:
         more = str(start + size) if start + size < len(rows) else ""
         kind = "twin" if not query.fields and not query.count_as else "raw"
         return 200, page, {"x-ms-item-type": kind, "x-ms-continuation": more}
+
+    def _send(self, method: str, device: str, module: str, input_name: str, *, data: Any,
+              headers: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+        """edgepack's own (IoT Hub has no such call): ``{"messages": [{"body": ..., "messageId": ...}]}`` into a
+        module's input, as another module's output routed there would arrive."""
+        self.state.identity(device, module)
+        messages = (data or {}).get("messages") if isinstance(data, dict) else None
+        if not isinstance(messages, list) or not all(isinstance(m, dict) and "body" in m for m in messages) \
+                or self._send_input is None:
+            raise HubStateError(400, "ArgumentInvalid", 'the body is {"messages": [{"body": ...}, ...]}')
+        ids = []
+        for message in messages:
+            body = message["body"]
+            raw = body if isinstance(body, str) else json.dumps(body)
+            ids.append(self._send_input(device, module, input_name, raw, message_id=message.get("messageId"),
+                                        correlation_id=message.get("correlationId"),
+                                        properties=message.get("properties") or None))
+        return 200, {"messageIds": ids}, {}
 
     def _apply(self, method: str, device: str, *, data: Any,
                headers: dict[str, str]) -> tuple[int, Any, dict[str, str]]:

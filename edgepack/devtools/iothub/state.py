@@ -100,7 +100,7 @@ class HubState:
             self._flusher.start()
 
     # -- persistence
-    def _touch(self) -> None:
+    def touch(self) -> None:
         self._dirty.set()
         self.changed.notify_all()
 
@@ -150,7 +150,7 @@ class HubState:
                          or new_key(), secondaryKey=secondary or entry.get("secondaryKey") or new_key())
             entry["twin"]["capabilities"] = {"iotEdge": edge}
             entry["twin"]["status"] = status
-            self._touch()
+            self.touch()
             return entry
 
     def add_module(self, device: str, module: str, *, primary: str | None = None, secondary: str | None = None,
@@ -166,7 +166,7 @@ class HubState:
             module_entry.update(etag=_etag(), managedBy=managed_by or module_entry.get("managedBy"),
                                 primaryKey=primary or module_entry.get("primaryKey") or new_key(),
                                 secondaryKey=secondary or module_entry.get("secondaryKey") or new_key())
-            self._touch()
+            self.touch()
             return module_entry
 
     def device(self, device: str) -> dict[str, Any]:
@@ -192,7 +192,7 @@ class HubState:
             else:
                 self.identity(device, module)
                 del entry["modules"][module]
-            self._touch()
+            self.touch()
 
     def connection_string(self, device: str, module: str | None = None) -> str:
         with self.lock:
@@ -289,7 +289,7 @@ class HubState:
                     desired["$version"] = version
             twin["version"] += 1
             twin["etag"] = _etag()
-            self._touch()
+            self.touch()
             result = self.twin(device, module)
             if module is None:
                 self._reconcile()
@@ -306,7 +306,7 @@ class HubState:
             reported["$version"] = reported.get("$version", 1) + 1
             reported["$metadata"] = {"$lastUpdated": now()}
             twin["version"] += 1
-            self._touch()
+            self.touch()
             return reported["$version"]
 
     # -- deployments
@@ -356,7 +356,7 @@ class HubState:
                 targetedCount=targeted[config["id"]], appliedCount=applied[config["id"]])
         for device, content in changes:
             self._desired_from_content(device, content)
-        self._touch()
+        self.touch()
         for device, content in changes:
             for listener in self._content_listeners:
                 listener(device, content)
