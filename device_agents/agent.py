@@ -35,6 +35,8 @@ from device_agents.stats import Stats
 
 log = logging.getLogger("device_agents")
 REPORTED_KEY = "edgepack"  # the agent's reported properties live under this one key
+# results in flight at once: enough to hide a link's round trip; after a cut at most this many are sent twice
+SEND_WINDOW = 16
 
 
 def backoff(attempt: int, *, base: float = 0.5, cap: float = 30.0) -> float:
@@ -110,7 +112,7 @@ class Agent:
                                    install=self._use, changed=self._report_now, fetcher=self._fetcher)
         self._new_client = new_client
         self.client: Any = None
-        self.gate = AckGate(lambda: queues.inbox_full)
+        self.gate = AckGate(lambda: queues.inbox_full, store=self._store_input)
         self.stats = Stats()
         self.status, self.last_error = "starting", ""
         self.desired_version = 0
@@ -168,7 +170,7 @@ class Agent:
     def _attach(self) -> None:
         """Make a client and watch it: acknowledgements, connection changes, and sessions the hub forgot."""
         client = self._new_client()
-        self.gate = AckGate(lambda: self.queues.inbox_full)
+        self.gate = AckGate(lambda: self.queues.inbox_full, store=self._store_input)
         self.gate.install(client)
         if not sdk.watch_sessions(client, self._on_connack):
             log.warning("the device SDK's MQTT client was not found: a hub that loses this module's session will "
@@ -197,11 +199,16 @@ class Agent:
             self._session_lost.set()
             self._twin_wanted.set()  # wakes the connector
 
-    def _on_input(self, message: Message) -> None:
+    def _store_input(self, message: Message) -> None:
+        """An input, on paho's thread before it is acknowledged (see ``device_agents.ack``)."""
         self.queues.take(_envelope(message))
         self.stats.received()
-        self.gate.stored()
         self._work.set()
+
+    def _on_input(self, message: Message) -> None:
+        """An input through the SDK's handler (when the gate could not take it on paho's thread)."""
+        self._store_input(message)
+        self.gate.stored()
 
     def _on_connection_change(self) -> None:
         if self.client.connected:
@@ -327,26 +334,29 @@ class Agent:
             self._results.set()
 
     def _send_loop(self) -> None:
+        """Results go out oldest first, up to ``SEND_WINDOW`` in flight; only the acknowledged ones from the
+        oldest on are forgotten, so after a failure everything from the first unacknowledged result is sent
+        again, in order (duplicates, countable by id, rather than gaps)."""
         attempt = 0
         while not self._stop.is_set():
-            pending = self.queues.pending(1)
+            pending = self.queues.pending(SEND_WINDOW)
             if not pending:
                 self._results.wait(1.0)
                 self._results.clear()
                 continue
-            result = pending[0]
-            try:
-                self.client.send_message_to_output(_message(result), result.channel)
-            except Exception as exc:
+            errors = sdk.send_outputs(self.client, [(_message(r), r.channel) for r in pending])
+            acknowledged = next((i for i, error in enumerate(errors) if error is not None), len(errors))
+            if acknowledged:
+                self.queues.delivered(pending[:acknowledged])
+                self.stats.sent(acknowledged)
+                attempt = 0
+            if acknowledged < len(pending):
                 attempt += 1
                 wait = backoff(attempt)
-                log.info("sending result %s failed (%s); retrying in %.1f s", result.message_id, exc, wait)
+                log.info("sending result %s failed (%s); retrying in %.1f s", pending[acknowledged].message_id,
+                         errors[acknowledged], wait)
                 self._results.clear()
                 self._results.wait(wait)  # a reconnect wakes it early
-                continue
-            attempt = 0
-            self.queues.delivered(result)
-            self.stats.sent()
 
     def _report_loop(self) -> None:
         while not self._stop.is_set():

@@ -140,10 +140,16 @@ class Queues:
             rows = self._db.execute("SELECT seq, message, body FROM outbox ORDER BY seq LIMIT ?", (limit,)).fetchall()
         return [Envelope._load(*row) for row in rows]
 
-    def delivered(self, result: Envelope) -> None:
-        """The hub acknowledged ``result``: forget it."""
+    def delivered(self, results: list[Envelope]) -> None:
+        """The hub acknowledged ``results``: forget them, in one transaction."""
         with self._lock:
-            self._db.execute("DELETE FROM outbox WHERE seq = ?", (result.seq,))
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(r.seq,) for r in results])
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def depth(self) -> tuple[int, int]:
         """(results waiting, their bytes)."""

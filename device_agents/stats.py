@@ -29,9 +29,9 @@ class Stats:
             self._latencies.append(seconds)
             self._recent.append(failed)
 
-    def sent(self) -> None:
+    def sent(self, count: int = 1) -> None:
         with self._lock:
-            self.messages_out += 1
+            self.messages_out += count
 
     def snapshot(self) -> dict[str, Any]:
         """Counters and recent error rate and latency (milliseconds)."""
