@@ -47,8 +47,8 @@ class AckGate:
 
         def handler(topic: str, payload: bytes) -> None:
             if _INPUT_TOPIC in topic and self._store is not None:
-                message = input_message(topic, bytes(payload))
                 try:
+                    message = input_message(topic, bytes(payload))
                     if message is not None:
                         self._store(message)
                         with self._cv:

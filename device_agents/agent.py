@@ -35,7 +35,8 @@ from device_agents.stats import Stats
 
 log = logging.getLogger("device_agents")
 REPORTED_KEY = "edgepack"  # the agent's reported properties live under this one key
-# results in flight at once: enough to hide a link's round trip; after a cut at most this many are sent twice
+# results in flight at once, to hide a link's round trip. After a cut each may arrive twice more: paho sends its
+# unacknowledged publishes again on reconnect, and the agent sends again what was not acknowledged
 SEND_WINDOW = 16
 
 
@@ -175,6 +176,9 @@ class Agent:
         if not sdk.watch_sessions(client, self._on_connack):
             log.warning("the device SDK's MQTT client was not found: a hub that loses this module's session will "
                         "not be noticed")
+        if not sdk.survive_eof(client):
+            log.warning("the device SDK's MQTT client was not found: a TLS connection dropped mid-write may end "
+                        "its network thread")
         # Setting a handler makes the SDK connect to enable its feature: watch the connection first.
         client.on_connection_state_change = self._on_connection_change
         self._subscribed = False

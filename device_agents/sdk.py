@@ -1,4 +1,4 @@
-"""The three places where the agent reaches into the device SDK's private pipeline (azure-iot-device 2.x on
+"""The places where the agent reaches into the device SDK's private pipeline (azure-iot-device 2.x on
 paho-mqtt 1.6), kept together so a future SDK that moves them breaks one module:
 
 - the transport's message handler, which ``device_agents.ack`` wraps to acknowledge inputs only once stored,
@@ -11,11 +11,16 @@ paho-mqtt 1.6), kept together so a future SDK that moves them breaks one module:
   that lost the session (a restart without persistence, a failover) then silently stops delivering inputs, twin
   patches and method calls; the agent watches the flag and reconnects with a fresh client.
 
+- paho's socket send, wrapped so that a TLS connection the peer dropped without closing it (``SSLEOFError``,
+  which paho 1.6 does not catch) counts as a lost connection instead of ending paho's network thread: the
+  client then never reconnects, and the module is silent for good.
+
 Each helper returns None or False when the SDK has no such part, and the agent says so in its log.
 """
 
 from __future__ import annotations
 
+import ssl
 import threading
 from typing import Any, Callable
 
@@ -98,3 +103,20 @@ def input_message(topic: str, payload: bytes) -> Any | None:
     mqtt_topic_iothub.extract_message_properties_from_topic(topic, message)
     message.input_name = mqtt_topic_iothub.get_input_name_from_topic(topic)
     return message
+
+
+def survive_eof(client: Any) -> bool:
+    """Make paho treat ``SSLEOFError`` on send as the lost connection it is. False when paho was not found."""
+    paho = getattr(transport(client), "_mqtt_client", None)
+    original = getattr(paho, "_sock_send", None)
+    if paho is None or original is None:
+        return False
+
+    def send(buf: Any) -> Any:
+        try:
+            return original(buf)
+        except ssl.SSLEOFError as exc:  # paho's loop handles ConnectionError: it closes and reconnects
+            raise ConnectionResetError(f"the TLS connection was dropped: {exc}") from exc
+
+    paho._sock_send = send
+    return True

@@ -10,6 +10,7 @@ import pytest
 
 from edgepack.devtools.projects import expected
 
+from device_agents.agent import SEND_WINDOW
 from device_agents.scoring import result_id
 
 pytestmark = [
@@ -78,8 +79,10 @@ def test_a_thousand_messages_ride_out_a_link_cut_for_a_minute(hub, agent):
     ids = [hub.responder.send_input("input1", json.dumps({"data": _rows(i)})) for i in range(1000)]
     assert hub.responder.wait_for(lambda r: len(r.messages) >= 100, 30)
     hub.link.cut()  # mid-stream: results in the agent's outbox, inputs with the agent and the broker
-    time.sleep(1.0)  # what had passed the link before the cut reaches the hub
-    before = len(hub.responder.messages)
+    before = -1
+    while before != len(hub.responder.messages):  # what had passed the link before the cut reaches the hub
+        before = len(hub.responder.messages)
+        time.sleep(2.0)
     assert before < 1000, "everything arrived before the link was cut"
     time.sleep(CUT_SECONDS)
     assert len(hub.responder.messages) == before  # nothing moves while the link is down
@@ -89,7 +92,8 @@ def test_a_thousand_messages_ride_out_a_link_cut_for_a_minute(hub, agent):
     got = [m.correlation_id for m in hub.responder.messages]
     assert set(got) == set(ids)
     duplicates = len(got) - len(set(got))
-    assert duplicates <= 20, f"{duplicates} duplicates"  # at most what was in flight when the link went
+    # at most what was in flight when the link went, twice: paho's resend and the agent's
+    assert duplicates <= 2 * SEND_WINDOW, f"{duplicates} duplicates"
     assert all(m.message_id == result_id(m.correlation_id) for m in hub.responder.messages)
 
 

@@ -35,6 +35,8 @@ class LinkProxy:
             except OSError:
                 client.close()
                 continue
+            for sock in (client, upstream):  # relay small MQTT packets at once, not after the last one's ACK
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self._pairs.append((client, upstream))
             for a, b in ((client, upstream), (upstream, client)):
