@@ -2,7 +2,7 @@
 
 Run on demand (never in the test suite), after `bash scripts/setup.sh`:
 
-    python3 benchmarks/edge/run.py [--messages 5000] [--model-mib 40] [--rate 200]
+    python3 benchmarks/edge/run.py [--messages 5000] [--model-mib 40] [--rate 200] [--chart PATH]
 
 - Limit: the entry script (edgepack's sample linear model and score.py) loaded in this process, ``run()`` called
   on the same JSON bodies in a loop: messages/s and CPU per message.
@@ -183,11 +183,50 @@ def _image_bytes(layout: Path) -> int:
     return manifest["config"]["size"] + sum(layer["size"] for layer in manifest["layers"])
 
 
+def chart(base: dict, agent: dict, artifact: int, image_mib: float, path: Path) -> None:
+    """Four panels: messages/s, CPU per message, swap seconds, bytes per update and image size."""
+    try:
+        import matplotlib
+    except ImportError:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "matplotlib"], check=True)
+        import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 4, figsize=(16, 4))
+
+    def bars(ax, labels, values, title, unit, colors, log=False, fmt="{:,.0f}"):
+        ax.bar(range(len(values)), values, color=colors)
+        ax.set_xticks(range(len(values)), labels, fontsize=8)
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel(unit)
+        if log:
+            ax.set_yscale("log")
+        for i, v in enumerate(values):
+            ax.text(i, v, fmt.format(v), ha="center", va="bottom", fontsize=8)
+
+    blue, grey, red = "#1f77b4", "#9e9e9e", "#d62728"
+    bars(axes[0], ["agent", "run() loop"], [agent["msgs_per_s"], base["msgs_per_s"]], "messages/s", "per second (log)",
+         [blue, grey], log=True)
+    bars(axes[1], ["agent", "hub", "mosquitto", "run() loop"],
+         [agent["cpu_us_per_msg"], agent["hub_us_per_msg"], agent["broker_us_per_msg"], base["cpu_us_per_msg"]],
+         "CPU per message", "µs (log)", [blue, grey, grey, grey], log=True)
+    bars(axes[2], ["download", "swap"], [agent["download_s"], agent["swap_s"]],
+         f"40 MiB model update under load\n{agent['load_failed']} failed, {agent['load_missing']} missing",
+         "seconds", [grey, blue], fmt="{:.3f}")
+    bars(axes[3], ["fetched", "artifact", "module image", "goal"],
+         [agent["bytes_fetched"] / 2**20, artifact / 2**20, image_mib, 200 / 1.048576],
+         "MiB per model update; image size", "MiB", [blue, grey, blue, red], fmt="{:.1f}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--model-mib", type=int, default=40)
     parser.add_argument("--rate", type=int, default=200)
+    parser.add_argument("--chart", type=Path, default=ROOT / "benchmarks" / "edge" / "edge.png")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="edgepack-bench-edge-") as tmp:
         work = Path(tmp)
@@ -236,6 +275,8 @@ def main() -> int:
     print(f"bytes per model update: {agent['bytes_fetched']:,} fetched for a {artifact:,}-byte artifact "
           f"({agent['bytes_fetched'] / artifact:.3f}x), no image pull")
     print(f"module image: {image_mib:.1f} MiB compressed (config + layers, linux/amd64)")
+    chart(base, agent, artifact, image_mib, args.chart)
+    print(f"chart: {args.chart}")
     return 0
 
 
