@@ -1,7 +1,7 @@
 """The local hub's stand-in for edgeAgent: when a device's deployment changes, its modules are started on the
 Docker engine (docker-py) as the manifest says, and what is no longer in it is removed.
 
-Each module runs as container ``edgepack-hub.<device>.<module>`` with the manifest's env and image, the joined
+Each module runs as container ``edgepack-hub-<hub>.<device>.<module>`` with the manifest's env and image, the joined
 ``createOptions`` (``Env``, ``Cmd``, ``Entrypoint``, ``Labels``, ``HostConfig.Binds``, ``HostConfig.Devices``
 and ``HostConfig.Privileged`` are honoured; port bindings are not needed: the container shares the host's network
 to reach the hub's gateway on 127.0.0.1), its identity's connection string and the hub's CA. A bind of a host
@@ -19,6 +19,7 @@ import json
 import logging
 import queue
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 LABEL_DEVICE, LABEL_MODULE, LABEL_SPEC = "edgepack.hub.device", "edgepack.hub.module", "edgepack.hub.spec"
+LABEL_HUB = "edgepack.hub.home"  # two local hubs (a developer's and a test's) never touch each other's modules
 CA_IN_CONTAINER = "/run/edgepack-hub/ca.pem"
 
 
@@ -42,8 +44,9 @@ def create_options(settings: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-def container_name(device: str, module: str) -> str:
-    return f"edgepack-hub.{device}.{module}".replace("$", "")
+def container_name(hub_home: Path, device: str, module: str) -> str:
+    tag = hashlib.sha256(str(hub_home).encode()).hexdigest()[:6]
+    return f"edgepack-hub-{tag}.{device}.{module}".replace("$", "")
 
 
 class EdgeRuntime:
@@ -55,8 +58,6 @@ class EdgeRuntime:
         self.docker = self.daemon.client
         self._work: queue.Queue[tuple[str, dict[str, Any] | None] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="hub-edge-runtime", daemon=True)
-        self.applied = threading.Condition()
-        self.generation: dict[str, int] = {}
 
     def start(self) -> "EdgeRuntime":
         self.hub.state.on_content(lambda device, content: self._work.put((device, content)))
@@ -71,13 +72,12 @@ class EdgeRuntime:
         self._work.put(None)
         self._thread.join(60)
         if remove:
-            for container in self.docker.containers.list(all=True, filters={"label": LABEL_DEVICE}):
+            for container in self.docker.containers.list(all=True, filters={"label": self._mine()}):
                 container.remove(force=True)
         self.docker.close()
 
-    def wait_applied(self, device: str, generation: int, timeout: float) -> bool:
-        with self.applied:
-            return self.applied.wait_for(lambda: self.generation.get(device, 0) >= generation, timeout)
+    def _mine(self, *more: str) -> list[str]:
+        return [f"{LABEL_HUB}={self.hub.home}", *more]
 
     def _loop(self) -> None:
         while True:
@@ -89,16 +89,13 @@ class EdgeRuntime:
                 self.apply(device, content)
             except Exception:  # noqa: BLE001 - one device's failure must not stop the others
                 log.exception("applying the deployment of %s failed", device)
-            with self.applied:
-                self.generation[device] = self.generation.get(device, 0) + 1
-                self.applied.notify_all()
 
     def apply(self, device: str, content: dict[str, Any] | None) -> None:
         agent = ((content or {}).get("$edgeAgent") or {}).get("properties.desired") or {}
         modules: dict[str, Any] = agent.get("modules") or {}
         credentials = ((agent.get("runtime") or {}).get("settings") or {}).get("registryCredentials") or {}
         running = {c.labels.get(LABEL_MODULE): c for c in self.docker.containers.list(
-            all=True, filters={"label": f"{LABEL_DEVICE}={device}"})}
+            all=True, filters={"label": self._mine(f"{LABEL_DEVICE}={device}")})}
         report: dict[str, Any] = {}
         for name, container in running.items():
             if name not in modules:
@@ -168,12 +165,13 @@ class EdgeRuntime:
                     "EDGEPACK_IOTHUB_CA_FILE": CA_IN_CONTAINER, "IOTEDGE_DEVICEID": device, "IOTEDGE_MODULEID": name})
         binds = [self._device_path(device, bind) for bind in host.get("Binds") or []]
         binds.append(f"{self.hub.certs.ca}:{CA_IN_CONTAINER}:ro")
-        labels = {**(options.get("Labels") or {}), LABEL_DEVICE: device, LABEL_MODULE: name, LABEL_SPEC: fingerprint}
+        labels = {**(options.get("Labels") or {}), LABEL_HUB: str(self.hub.home), LABEL_DEVICE: device,
+                  LABEL_MODULE: name, LABEL_SPEC: fingerprint}
         restart = {"always": "always", "on-failure": "on-failure", "on-unhealthy": "always"}.get(
             spec.get("restartPolicy", "always"), "no")
         devices = [f"{d['PathOnHost']}:{d.get('PathInContainer', d['PathOnHost'])}" for d in host.get("Devices") or []]
         return self.docker.containers.create(
-            spec["settings"]["image"], name=container_name(device, name), environment=env, labels=labels,
+            spec["settings"]["image"], name=container_name(self.hub.home, device, name), environment=env, labels=labels,
             volumes=binds, network_mode="host", command=options.get("Cmd"), entrypoint=options.get("Entrypoint"),
             devices=devices, privileged=bool(host.get("Privileged")),
             restart_policy={"Name": restart} if restart != "no" else None)
