@@ -35,9 +35,6 @@ from device_agents.stats import Stats
 
 log = logging.getLogger("device_agents")
 REPORTED_KEY = "edgepack"  # the agent's reported properties live under this one key
-# results in flight at once, to hide a link's round trip. After a cut each may arrive twice more: paho sends its
-# unacknowledged publishes again on reconnect, and the agent sends again what was not acknowledged
-SEND_WINDOW = 16
 
 
 def backoff(attempt: int, *, base: float = 0.5, cap: float = 30.0) -> float:
@@ -338,12 +335,13 @@ class Agent:
             self._results.set()
 
     def _send_loop(self) -> None:
-        """Results go out oldest first, up to ``SEND_WINDOW`` in flight; only the acknowledged ones from the
-        oldest on are forgotten, so after a failure everything from the first unacknowledged result is sent
-        again, in order (duplicates, countable by id, rather than gaps)."""
+        """Results go out oldest first, up to ``send_window`` in flight (to hide a link's round trip); only the
+        acknowledged ones from the oldest on are forgotten, so after a failure everything from the first
+        unacknowledged result is sent again, in order: duplicates, countable by id, rather than gaps. After a cut
+        each may arrive twice more (paho sends its unacknowledged publishes again, and so does the agent)."""
         attempt = 0
         while not self._stop.is_set():
-            pending = self.queues.pending(SEND_WINDOW)
+            pending = self.queues.pending(self.settings.send_window)
             if not pending:
                 self._results.wait(1.0)
                 self._results.clear()

@@ -21,6 +21,7 @@ MAX_RESULT_BYTES = "EDGEPACK_OUTBOX_MAX_BYTES"
 SYNC = "EDGEPACK_OUTBOX_SYNC"  # normal | full
 REPORT_SECONDS = "EDGEPACK_REPORT_SECONDS"
 TWIN_TIMEOUT = "EDGEPACK_TWIN_TIMEOUT_SECONDS"
+SEND_WINDOW = "EDGEPACK_SEND_WINDOW"  # results in flight at once (after a link cut, up to twice this repeat)
 # Hot-swapped models: credentials for the registry the twin's model uri names, and a CA for its TLS.
 MODEL_USERNAME = "EDGEPACK_MODEL_REGISTRY_USERNAME"
 MODEL_PASSWORD = "EDGEPACK_MODEL_REGISTRY_PASSWORD"
@@ -53,6 +54,7 @@ class EdgeSettings:
     sync: str = "normal"
     report_seconds: float = 30.0
     twin_timeout: float = 10.0
+    send_window: int = 16
     connection_string: str | None = field(default=None, repr=False)
     ca_file: str | None = None
     model_username: str | None = None
@@ -79,6 +81,7 @@ class EdgeSettings:
                    max_result_bytes=int(_number(env, MAX_RESULT_BYTES, cls.max_result_bytes, 1024)), sync=sync,
                    report_seconds=_number(env, REPORT_SECONDS, cls.report_seconds, 0.1),
                    twin_timeout=_number(env, TWIN_TIMEOUT, cls.twin_timeout, 0.1),
+                   send_window=int(_number(env, SEND_WINDOW, cls.send_window, 1)),
                    connection_string=env.get(CONNECTION_STRING) or None, ca_file=env.get(CA_FILE) or None,
                    model_username=env.get(MODEL_USERNAME) or None, model_password=env.get(MODEL_PASSWORD) or None,
                    model_ca_file=env.get(MODEL_CA_FILE) or None)

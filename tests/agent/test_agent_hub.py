@@ -10,7 +10,6 @@ import pytest
 
 from edgepack.devtools.projects import expected
 
-from device_agents.agent import SEND_WINDOW
 from device_agents.scoring import result_id
 
 pytestmark = [
@@ -93,7 +92,7 @@ def test_a_thousand_messages_ride_out_a_link_cut_for_a_minute(hub, agent):
     assert set(got) == set(ids)
     duplicates = len(got) - len(set(got))
     # at most what was in flight when the link went, twice: paho's resend and the agent's
-    assert duplicates <= 2 * SEND_WINDOW, f"{duplicates} duplicates"
+    assert duplicates <= 2 * agent.settings.send_window, f"{duplicates} duplicates"
     assert all(m.message_id == result_id(m.correlation_id) for m in hub.responder.messages)
 
 
