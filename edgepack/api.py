@@ -21,7 +21,8 @@ from edgepack.deploy import keys as keystore
 from edgepack.deploy import functionapp, iotedge, local
 from edgepack.deploy.kubernetes import KubernetesOptions, render_manifests
 from edgepack.deploy.pinning import pinned
-from edgepack.errors import ConfigError, DeployError, EdgepackError, RegistryError
+from edgepack.errors import (ConfigError, DeployError, EdgepackError, InvalidModel, NotQuantized, PackagingError,
+                             QuantizationInvariantError, RegistryError)
 from edgepack.home import Home
 from edgepack.models.artifact import ModelArtifact
 from edgepack.models.store import LocalModelStore, describe_path, parse_model_ref
@@ -30,6 +31,7 @@ from edgepack.oci.imageindex import image_index
 from edgepack.oci.layout import read_layout, read_layout_index, write_layout
 from edgepack.oci.plan import ImagePlan
 from edgepack.oci.ref import ImageRef
+from edgepack.packagers import fpga as fpga_packager
 from edgepack.packagers import plan_image
 from edgepack.packagers.function_index import LABEL as FUNCTIONS_LABEL
 from edgepack.profiling import session as profiling
@@ -37,13 +39,14 @@ from edgepack.registry import (IndexChild, Progress, PushResult, RegistryClient,
                                push_index)
 from edgepack.registry import models as registry_models
 from edgepack.runtime.labels import ImageLabels
-from edgepack.targets import Target
+from edgepack.targets import FpgaTarget, Target
 
 __all__ = [
     "RegistryOptions", "PackageResult", "register_model", "list_models", "get_model", "download_model",
     "delete_model", "push_model", "pull_model", "plan", "package", "push", "run", "stop", "logs", "run_keys",
     "regenerate_run_key",
     "kubernetes_manifests", "KubernetesOptions", "deploy_functionapp", "iot_edge_manifest", "profile",
+    "fpga_profiles", "fpga_quantize", "fpga_report", "fpga_evaluate",
 ]
 
 log = logging.getLogger(__name__)
@@ -205,11 +208,32 @@ def _models(home: Home, model_refs: str | tuple[str, ...], config: Any) -> tuple
     return tuple(out)
 
 
+def _target_models(home: Home, model_refs: str | tuple[str, ...], config: Any,
+                   target: Target) -> tuple[ModelArtifact, ...]:
+    """The models to package for ``target``: for an FPGA image, the quantized model and its CPU fallback.
+
+    Raises:
+        ModelNotFound: a named model is not registered.
+        PackagingError: an FPGA image without exactly one model, or with no CPU fallback to be found.
+    """
+    models = _models(home, model_refs, config)
+    if not isinstance(target, FpgaTarget):
+        return models
+    if len(models) != 1:
+        raise PackagingError(f"packaging for fpga: {len(models)} models given; an FPGA image serves one",
+                             hint="Pass one --model: the quantized model (edgepack fpga quantize makes it).")
+    cpu_ref = target.cpu_model or models[0].tags.get(fpga_packager.SOURCE_TAG)
+    if not cpu_ref:
+        raise PackagingError(f"packaging '{models[0].ref}' for fpga: no CPU fallback model",
+                             hint="Pass --cpu-model NAME:VERSION (the float model, or one quantized for a CPU).")
+    return (models[0], get_model(home, cpu_ref))
+
+
 def plan(home: Home, *, model_ref: str | tuple[str, ...] = (), config_path: Path, target: Target,
          base_image: str | None = None) -> ImagePlan:
     """Plan an image without building it (a dry run)."""
     config = load_config(config_path)
-    return plan_image(_models(home, model_ref, config), config, target, base_image=base_image)
+    return plan_image(_target_models(home, model_ref, config, target), config, target, base_image=base_image)
 
 
 def _base_registry_credentials(config: Any, env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
@@ -254,7 +278,7 @@ def package(home: Home, *, model_ref: str | tuple[str, ...] = (), config_path: P
     config = load_config(config_path)
     for note in config.notes:
         log.warning("note: %s", note)
-    image_plan = plan_image(_models(home, model_ref, config), config, target, base_image=base_image)
+    image_plan = plan_image(_target_models(home, model_ref, config, target), config, target, base_image=base_image)
     registry = (registry or RegistryOptions()).for_host(tag_ref)
     base_creds = _base_registry_credentials(config, env or {})
     if base_creds:
@@ -481,3 +505,119 @@ def profile(home: Home, *, model_ref: str, config_path: Path, sample_path: Path,
     samples = profiling.read_samples(sample_path)
     return profiling.profile(model, config, samples, concurrencies=concurrencies, seconds=seconds,
                              startup_timeout=startup_timeout, progress=progress)
+
+
+def fpga_profiles() -> list[dict[str, Any]]:
+    """The accelerator profiles edgepack knows, each with its sources."""
+    from fpga.profile import profiles
+
+    return [p.summary() for p in profiles()]
+
+
+def _onnx_path(model: ModelArtifact) -> Path:
+    return model.root / fpga_packager.onnx_file(model)
+
+
+def _session_specs(path: Path) -> Any:
+    import onnxruntime as ort
+
+    from fpga.data import input_specs
+
+    try:
+        return input_specs(ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]))
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise InvalidModel(f"loading '{path.name}' in onnxruntime: {type(exc).__name__}: {exc}",
+                           hint="Give an ONNX model onnxruntime can load.") from exc
+
+
+def fpga_quantize(home: Home, *, model_ref: str, calibration: Path, profile: str | None = None,
+                  samples: int | None = None, as_name: str | None = None) -> ModelArtifact:
+    """Quantize a registered float model for an accelerator profile on the user's calibration data, check the
+    result against the profile and register it as the next version of the model (or of ``as_name``), with its
+    source, profile, method and calibration digest as tags. Nothing is registered when a step fails.
+
+    Raises:
+        UnknownAcceleratorProfile, CalibrationDataError, QuantizationInvariantError, InvalidModel, FpgaError.
+    """
+    import tempfile
+
+    import onnx
+
+    from fpga import data, invariants, quantize
+    from fpga.profile import load_profile
+
+    chosen = load_profile(profile)
+    model = get_model(home, model_ref)
+    source = _onnx_path(model)
+    if invariants.is_quantized(onnx.load(str(source))):
+        raise NotQuantized(f"quantizing '{model.ref}': it is quantized already",
+                           hint="Quantize the float model it was made from.")
+    inputs = data.load_inputs(calibration, _session_specs(source), limit=samples)
+    with tempfile.TemporaryDirectory(prefix="edgepack-quantize-") as tmp:
+        folder = Path(tmp) / (model.folder or "model")
+        folder.mkdir()
+        for f in model.files:
+            if f.path != fpga_packager.onnx_file(model):
+                (folder / f.path).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(model.root / f.path, folder / f.path)
+        target = folder / fpga_packager.onnx_file(model)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        made = quantize.quantize(source, target, inputs, chosen)
+        found = invariants.problems(onnx.load(str(target)), chosen)
+        if found:
+            raise QuantizationInvariantError(f"quantizing '{model.ref}' for '{chosen.name}': the result breaks the "
+                                             "profile's rules", problems=tuple(found),
+                                             hint="Simplify the model's unsupported parts, or pick another profile.")
+        tags = {fpga_packager.SOURCE_TAG: model.ref, fpga_packager.PROFILE_TAG: chosen.name,
+                fpga_packager.METHOD_TAG: made.method, fpga_packager.CALIBRATION_TAG: made.calibration_sha256,
+                "edgepack.fpga.calibration_samples": str(made.samples)}
+        return register_model(home, as_name or model.name, folder if model.folder else target, tags=tags,
+                              description=f"{model.ref} quantized for {chosen.name} (INT8 QDQ, power-of-two)")
+
+
+def fpga_report(home: Home, *, model_ref: str, profile: str | None = None) -> dict[str, Any]:
+    """The per-node placement estimate of a quantized model on a profile's accelerator.
+
+    Raises:
+        NotQuantized: a float model. UnknownAcceleratorProfile, InvalidModel.
+    """
+    import onnx
+
+    from fpga import invariants, partition
+    from fpga.profile import load_profile
+
+    model = get_model(home, model_ref)
+    chosen = load_profile(profile or model.tags.get(fpga_packager.PROFILE_TAG))
+    graph = onnx.load(str(_onnx_path(model)))
+    if not invariants.is_quantized(graph):
+        raise NotQuantized(f"reporting '{model.ref}' on {chosen.accelerator}: the model is not quantized, so no "
+                           "node of it would run on the accelerator",
+                           hint=f"Quantize it first: edgepack fpga quantize --model {model.ref} --calibration DATA")
+    report = partition.estimate(graph, chosen)
+    report["model"] = model.ref
+    report["invariant_problems"] = invariants.problems(graph, chosen)
+    return report
+
+
+def fpga_evaluate(home: Home, *, model_ref: str, quantized_ref: str, data_path: Path, labels_path: Path | None,
+                  max_drop: float = 0.01, cpu_model_ref: str | None = None,
+                  output: str | None = None) -> dict[str, Any]:
+    """FP32 against the quantized model (and a CPU fallback other than the FP32 model) on held-out data.
+
+    Raises:
+        CalibrationDataError: data or labels missing or not fitting. ModelNotFound, InvalidModel.
+    """
+    from fpga import data, evaluate
+
+    reference, quantized = get_model(home, model_ref), get_model(home, quantized_ref)
+    artifacts = [evaluate.Artifact("reference", reference.ref, _onnx_path(reference)),
+                 evaluate.Artifact("accelerator", quantized.ref, _onnx_path(quantized))]
+    if cpu_model_ref is not None and get_model(home, cpu_model_ref).ref != reference.ref:
+        cpu = get_model(home, cpu_model_ref)
+        artifacts.append(evaluate.Artifact("cpu-fallback", cpu.ref, _onnx_path(cpu)))
+    inputs = data.load_inputs(data_path, _session_specs(artifacts[0].path))
+    labels = data.load_labels_for(data_path, labels_path, data.sample_count(inputs))
+    result = evaluate.evaluate(tuple(artifacts), inputs, labels, max_drop=max_drop, output=output)
+    result["note"] = ("measured with onnxruntime's CPU provider on this machine; accuracy and latency on the "
+                      "accelerator are not verified")
+    return result

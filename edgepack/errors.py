@@ -14,7 +14,14 @@ and an optional one-line hint (what the user can do about it)::
     │   ├── InvalidReference      a malformed image reference
     │   └── AuthenticationError   the registry refused the credentials
     ├── DeployError               the apply step failed (.command, .returncode, .stderr_tail)
-    └── ProfileError              the entry script would not start or refused the sample under profiling
+    ├── ProfileError              the entry script would not start or refused the sample under profiling
+    ├── HubError                  the local IoT hub is not running, cannot start, or refused a request
+    └── FpgaError                 the accelerator pipeline refused a model, its data or a profile
+        ├── UnknownAcceleratorProfile   no accelerator profile of that name
+        ├── CalibrationDataError  calibration or evaluation data missing, of the wrong shape or dtype, or
+        │                         labels that do not match it
+        ├── QuantizationInvariantError  a quantized model breaks the profile's rules (.problems names the nodes)
+        └── NotQuantized          an unquantized model was asked for the accelerator
 
 Messages follow the form ``"<doing what> '<subject>': <cause>"``: lowercase, no trailing period.
 Third-party exceptions are translated once, at the edge, with ``raise XError(...) from exc``.
@@ -35,6 +42,12 @@ __all__ = [
     "AuthenticationError",
     "DeployError",
     "ProfileError",
+    "HubError",
+    "FpgaError",
+    "UnknownAcceleratorProfile",
+    "CalibrationDataError",
+    "QuantizationInvariantError",
+    "NotQuantized",
 ]
 
 
@@ -139,3 +152,29 @@ class ProfileError(EdgepackError):
 
 class HubError(EdgepackError):
     """The local IoT hub is not running, cannot start, or refused a request."""
+
+
+class FpgaError(EdgepackError):
+    """The accelerator pipeline (quantize, evaluate, report, package) refused a model, its data or a profile."""
+
+
+class UnknownAcceleratorProfile(FpgaError):
+    """No accelerator profile has the given name."""
+
+
+class CalibrationDataError(FpgaError):
+    """Calibration or evaluation data is missing, does not fit the model's inputs, or its labels do not match."""
+
+
+class QuantizationInvariantError(FpgaError):
+    """A quantized model breaks the profile's rules; ``problems`` names each offending node."""
+
+    def __init__(self, message: str, *, problems: tuple[str, ...] = (), hint: str | None = None) -> None:
+        if problems:
+            message = message + ":\n" + "\n".join(f"  - {p}" for p in problems)
+        super().__init__(message, hint=hint)
+        self.problems = tuple(problems)
+
+
+class NotQuantized(FpgaError):
+    """An unquantized (float) model was asked for the accelerator, which runs only quantized nodes."""

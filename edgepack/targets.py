@@ -1,8 +1,7 @@
 """Deployment targets: pure values naming where an image will run and the options that shape it.
 
 ``parse_target`` turns the CLI's ``--target NAME`` plus its options into one of these; packagers dispatch on
-the type with ``match``. Targets still to come (FPGA) are named in ``TARGET_NAMES`` so the CLI can
-say they are planned rather than unknown.
+the type with ``match``.
 """
 
 from __future__ import annotations
@@ -14,8 +13,8 @@ from edgepack.errors import ConfigError
 from edgepack.runtime.settings import DEFAULT_MODULE_INPUT, DEFAULT_MODULE_OUTPUT
 
 AUTH_LEVELS = ("anonymous", "function", "admin")
-SUPPORTED = ("webservice", "functions-http", "functions-blob", "functions-servicebus", "iot-edge")
-PLANNED = ("fpga",)
+SUPPORTED = ("webservice", "functions-http", "functions-blob", "functions-servicebus", "iot-edge", "fpga")
+PLANNED: tuple[str, ...] = ()
 TARGET_NAMES = SUPPORTED + PLANNED
 _EXPRESSION = re.compile(r"\{([^{}]*)\}")
 _BUILTINS = {"rand-guid", "DateTime"}
@@ -74,7 +73,21 @@ class IoTEdgeTarget:
     name: str = "iot-edge"
 
 
-Target = WebServiceTarget | FunctionsHttpTarget | FunctionsBlobTarget | FunctionsServiceBusTarget | IoTEdgeTarget
+@dataclass(frozen=True)
+class FpgaTarget:
+    """An FPGA-accelerated scoring web service (the webservice contract): a quantized model for the profile's
+    accelerator, a CPU fallback (``cpu_model``, else the model the quantized one was made from), the provider
+    chosen at start."""
+
+    profile: str | None = None
+    cpu_model: str | None = None
+    auth: bool = True
+    port: int = 5001
+    name: str = "fpga"
+
+
+Target = (WebServiceTarget | FunctionsHttpTarget | FunctionsBlobTarget | FunctionsServiceBusTarget | IoTEdgeTarget
+          | FpgaTarget)
 
 
 def _blob_path_problems(option: str, path: str | None, captures: set[str] | None = None) -> list[str]:
@@ -124,7 +137,8 @@ def _servicebus_target(input_queue: str | None, output_queue: str | None,
 def parse_target(name: str, *, auth_level: str | None = None, no_auth: bool = False, input_path: str | None = None,
                  output_path: str | None = None, input_queue: str | None = None, output_queue: str | None = None,
                  connection: str | None = None, module_input: str | None = None,
-                 module_output: str | None = None) -> Target:
+                 module_output: str | None = None, profile: str | None = None,
+                 cpu_model: str | None = None) -> Target:
     """Build a target from its CLI name and options, rejecting options that do not apply to it.
 
     Raises:
@@ -132,11 +146,13 @@ def parse_target(name: str, *, auth_level: str | None = None, no_auth: bool = Fa
     """
     given = {"--auth-level": auth_level, "--no-auth": no_auth or None, "--input-path": input_path,
              "--output-path": output_path, "--input-queue": input_queue, "--output-queue": output_queue,
-             "--connection": connection, "--module-input": module_input, "--module-output": module_output}
+             "--connection": connection, "--module-input": module_input, "--module-output": module_output,
+             "--profile": profile, "--cpu-model": cpu_model}
     allowed = {"webservice": {"--no-auth"}, "functions-http": {"--auth-level"},
                "functions-blob": {"--input-path", "--output-path", "--connection"},
                "functions-servicebus": {"--input-queue", "--output-queue", "--connection"},
-               "iot-edge": {"--module-input", "--module-output"}}
+               "iot-edge": {"--module-input", "--module-output"},
+               "fpga": {"--no-auth", "--profile", "--cpu-model"}}
     if name in PLANNED:
         raise ConfigError(f"packaging for target '{name}': not available in this version",
                           hint=f"Use one of: {', '.join(SUPPORTED)}.")
@@ -152,6 +168,8 @@ def parse_target(name: str, *, auth_level: str | None = None, no_auth: bool = Fa
             if level not in AUTH_LEVELS:
                 problems.append(f"--auth-level: '{auth_level}' is not one of {', '.join(AUTH_LEVELS)}")
             target = FunctionsHttpTarget(auth_level=level)
+        case "fpga":
+            target = FpgaTarget(profile=profile, cpu_model=cpu_model, auth=not no_auth)
         case "functions-blob":
             target, more = _blob_target(input_path, output_path, connection)
             problems += more

@@ -1,4 +1,4 @@
-"""FPGA support: the build-time quantization/partition report and the in-image execution-provider selection.
-
-The in-image part imports only the standard library, numpy and onnxruntime.
+"""FPGA support: quantization, its checks, the partition estimate and the evaluation (build side: these import
+onnx and edgepack's errors and never go into an image), and ``fpga.runtime``, the in-image execution-provider
+selection (the standard library, onnxruntime and ``edgepack.runtime`` only). Profiles are data, in ``profiles/``.
 """

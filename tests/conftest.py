@@ -25,6 +25,42 @@ def clean_environ(monkeypatch):
     yield
 
 
+_ENGINE: list = []  # [client or None], asked once
+
+
+def _engine():
+    if not _ENGINE:
+        try:
+            import docker
+
+            client = docker.from_env(timeout=10)
+            client.ping()
+            _ENGINE.append(client)
+        except Exception:  # no engine here: nothing to clean
+            _ENGINE.append(None)
+    return _ENGINE[0]
+
+
+@pytest.fixture(autouse=True)
+def no_images_left_behind():
+    """Remove the images a test added to the engine (``edgepack run`` loads one of 300-450 MB per layout), so
+    the suite's disk use stays that of one test, not the sum of all of them. Images still in use stay."""
+    client = _engine()
+    if client is None:
+        yield
+        return
+    before = {image.id for image in client.images.list()}
+    yield
+    for image in client.images.list():
+        if image.id in before:
+            continue
+        for tag in image.tags or [image.id]:
+            try:
+                client.images.remove(tag, noprune=False)
+            except Exception:  # in use by a container a fixture keeps, or already gone
+                pass
+
+
 @pytest.fixture
 def edgepack_home(tmp_path, monkeypatch):
     """A private EDGEPACK_HOME for one test."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from edgepack.errors import ConfigError
-from edgepack.targets import FunctionsHttpTarget, IoTEdgeTarget, WebServiceTarget, parse_target
+from edgepack.targets import FpgaTarget, FunctionsHttpTarget, IoTEdgeTarget, WebServiceTarget, parse_target
 
 
 def test_webservice_defaults_to_key_auth():
@@ -28,9 +28,11 @@ def test_options_that_do_not_fit_are_listed(name, kwargs, text):
         parse_target(name, **kwargs)
 
 
-def test_planned_and_unknown_targets_say_so():
-    with pytest.raises(ConfigError, match="not available in this version"):
-        parse_target("fpga")
+def test_unknown_targets_say_so_and_fpga_takes_its_options_only():
+    assert parse_target("fpga", profile="ve2-vaiml", cpu_model="cnn:1", no_auth=True) == FpgaTarget(
+        profile="ve2-vaiml", cpu_model="cnn:1", auth=False)
+    with pytest.raises(ConfigError, match="--profile: does not apply to webservice"):
+        parse_target("webservice", profile="ve2-vaiml")
     with pytest.raises(ConfigError, match="unknown target") as info:
         parse_target("lambda")
     assert "webservice" in info.value.hint

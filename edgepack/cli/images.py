@@ -17,7 +17,7 @@ from edgepack.oci.imageindex import parse_platforms
 from edgepack.targets import TARGET_NAMES, parse_target
 
 _TARGET_FLAGS = ("target_name", "auth_level", "no_auth", "input_path", "output_path", "input_queue",
-                 "output_queue", "connection", "module_input", "module_output")
+                 "output_queue", "connection", "module_input", "module_output", "profile", "cpu_model")
 
 
 def _target_options(func):
@@ -32,7 +32,8 @@ def _target_options(func):
                      help="Where the image will run."),
         click.option("--auth-level", type=click.Choice(["anonymous", "function", "admin"]),
                      help="functions-http: the function's auth level (default function)."),
-        click.option("--no-auth", is_flag=True, default=None, help="webservice: serve without key authentication."),
+        click.option("--no-auth", is_flag=True, default=None,
+                     help="webservice, fpga: serve without key authentication."),
         click.option("--input-path", metavar="CONTAINER/PATTERN",
                      help="functions-blob: blobs to score, e.g. input/{blobname}.json."),
         click.option("--output-path", metavar="CONTAINER/PATTERN",
@@ -45,6 +46,10 @@ def _target_options(func):
         click.option("--module-input", metavar="NAME", help="iot-edge: the module input to score (default input1)."),
         click.option("--module-output", metavar="NAME",
                      help="iot-edge: the module output results go to (default output1)."),
+        click.option("--profile", metavar="NAME",
+                     help="fpga: the accelerator profile (default: the one the model was quantized for)."),
+        click.option("--cpu-model", metavar="NAME:VERSION",
+                     help="fpga: the CPU fallback model (default: the float model the quantized one came from)."),
         click.option("--base-image", metavar="REF", help="Override the target's default base image."),
     ]
     for option in reversed(options):

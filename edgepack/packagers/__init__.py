@@ -6,9 +6,9 @@ from edgepack.config.schema import InferenceConfig
 from edgepack.errors import PackagingError
 from edgepack.models.artifact import ModelArtifact
 from edgepack.oci.plan import ImagePlan
-from edgepack.packagers import functions, iotedge, webservice
-from edgepack.targets import (FunctionsBlobTarget, FunctionsHttpTarget, FunctionsServiceBusTarget, IoTEdgeTarget,
-                              Target, WebServiceTarget)
+from edgepack.packagers import fpga, functions, iotedge, webservice
+from edgepack.targets import (FpgaTarget, FunctionsBlobTarget, FunctionsHttpTarget, FunctionsServiceBusTarget,
+                              IoTEdgeTarget, Target, WebServiceTarget)
 
 __all__ = ["plan_image"]
 
@@ -25,7 +25,7 @@ def plan_image(models: ModelArtifact | tuple[ModelArtifact, ...], config: Infere
     if isinstance(models, ModelArtifact):
         models = (models,)
     names = [m.name for m in models]
-    if len(set(names)) != len(names):
+    if len(set(names)) != len(names) and not isinstance(target, FpgaTarget):
         raise PackagingError(f"packaging models {', '.join(m.ref for m in models)}: a model is named twice",
                              hint="Give each model once; Azure ML deploys one version of a model per service.")
     match target:
@@ -35,4 +35,6 @@ def plan_image(models: ModelArtifact | tuple[ModelArtifact, ...], config: Infere
             return functions.plan(models, config, target, base_image=base_image)
         case IoTEdgeTarget():
             return iotedge.plan(models, config, target, base_image=base_image)
+        case FpgaTarget():
+            return fpga.plan(models, config, target, base_image=base_image)
     raise TypeError(f"no packager for {target!r}")

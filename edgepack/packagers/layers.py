@@ -38,10 +38,10 @@ def _python_files(root: Path, dest: str) -> list[FileEntry]:
             and "__pycache__" not in p.parts and "tests" not in p.relative_to(root).parts]
 
 
-def runtime_layer(*, with_triggers: bool = False, with_agent: bool = False,
+def runtime_layer(*, with_triggers: bool = False, with_agent: bool = False, with_fpga: bool = False,
                   extra: tuple[FileEntry, ...] = ()) -> LayerSpec:
     """The edgepack runtime and the target's adapter (the trigger adapters for function images, the device agent
-    for IoT Edge modules), read as files, not imported."""
+    for IoT Edge modules, the execution-provider selection for FPGA images), read as files, not imported."""
     pkg = Path(edgepack.__file__).parent
     entries = [FileEntry.from_file(f"{RUNTIME_LIB}/edgepack/__init__.py", pkg / "__init__.py")]
     entries += _python_files(pkg / "runtime", f"{RUNTIME_LIB}/edgepack/runtime")
@@ -51,6 +51,10 @@ def runtime_layer(*, with_triggers: bool = False, with_agent: bool = False,
     if with_agent:
         agent = Path(str(resources.files("device_agents")))
         entries += _python_files(agent, f"{RUNTIME_LIB}/device_agents")
+    if with_fpga:
+        fpga = Path(str(resources.files("fpga")))
+        entries.append(FileEntry.from_file(f"{RUNTIME_LIB}/fpga/__init__.py", fpga / "__init__.py"))
+        entries += _python_files(fpga / "runtime", f"{RUNTIME_LIB}/fpga/runtime")
     return LayerSpec("edgepack-runtime", tuple(entries) + extra, comment="edgepack runtime and target adapter")
 
 
@@ -95,6 +99,7 @@ def model_layers(models: tuple[ModelArtifact, ...], *, app_root: str) -> tuple[L
     """One layer per model: its files (under the registered folder's name, as Azure ML lays them out) and its
     runtime entry. A new version of one model changes that layer only."""
     out = []
+    names = [m.name for m in models]
     for model in models:
         dest = model_dir(model, app_root) + (f"/{model.folder}" if model.folder else "")
         entries = [FileEntry.from_file(f"{dest}/{f.path}", model.root / f.path, sha256=f.sha256)
@@ -102,7 +107,9 @@ def model_layers(models: tuple[ModelArtifact, ...], *, app_root: str) -> tuple[L
         entry = model_entry(model, app_root)
         entries.append(FileEntry.from_bytes(f"{MODEL_ENTRIES}/{ModelEntry.file_name(model.name, model.version)}",
                                             entry.to_json()))
-        out.append(LayerSpec("model" if len(models) == 1 else f"model-{model.name}", tuple(entries),
+        name = "model" if len(models) == 1 else (
+            f"model-{model.name}" if names.count(model.name) == 1 else f"model-{model.name}-{model.version}")
+        out.append(LayerSpec(name, tuple(entries),
                              comment=f"model {model.ref} {model.sha256[:12]}"))
     return tuple(out)
 
@@ -132,11 +139,11 @@ def runtime_config(models: tuple[ModelArtifact, ...], config: InferenceConfig, *
 
 def image_labels(models: tuple[ModelArtifact, ...], target: str, *, port: int, auth: str, score_path: str,
                  ready_path: str, local_command: tuple[str, ...] | None = None, module_input: str | None = None,
-                 module_output: str | None = None) -> dict[str, str]:
+                 module_output: str | None = None, accelerator: dict[str, str] | None = None) -> dict[str, str]:
     """The image's ``io.edgepack.*`` labels: how ``edgepack run`` starts and probes it, and what it holds."""
     return ImageLabels(target=target, port=port, auth=auth, score_path=score_path, ready_path=ready_path,
                        local_command=local_command, module_input=module_input, module_output=module_output,
-                       models=tuple({"name": m.name, "version": m.version, "sha256": m.sha256}
+                       accelerator=accelerator, models=tuple({"name": m.name, "version": m.version, "sha256": m.sha256}
                                     for m in models)).to_labels()
 
 
@@ -157,12 +164,12 @@ def common_env(settings: RuntimeConfig, config: InferenceConfig) -> dict[str, st
 
 def app_layers(models: tuple[ModelArtifact, ...], config: InferenceConfig, settings: RuntimeConfig, *,
                requirements: tuple[str, ...], source_dest: str, app_root: str,
-               with_agent: bool = False) -> tuple[LayerSpec | PipLayer, ...]:
+               with_agent: bool = False, with_fpga: bool = False) -> tuple[LayerSpec | PipLayer, ...]:
     """The layers of an ``/app`` image in DESIGN.md's order: dependencies, runtime (and agent), source, models."""
     return (
         PipLayer("python-dependencies", requirements, SITE_PACKAGES, comment="python dependencies",
                  index_urls=config.index_urls, find_links=config.find_links, conda_packages=config.conda_packages),
-        runtime_layer(with_agent=with_agent),
+        runtime_layer(with_agent=with_agent, with_fpga=with_fpga),
         source_layer(config, source_dest, settings=settings),
         *model_layers(models, app_root=app_root),
     )

@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+from typing import Any, Callable
 
 from edgepack.runtime.keys import KeyRing
 from edgepack.runtime.scoring import Runtime
@@ -22,9 +23,14 @@ from edgepack.runtime.settings import RuntimeConfig, RuntimeSetupError
 from edgepack.runtime.workers import WORKER_ENV, supervise
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the server until interrupted; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="python -m edgepack.runtime", description=__doc__)
+# An image's own start step (an FPGA image chooses its execution provider): the config to serve and what /info
+# adds; raises RuntimeSetupError when the image cannot start.
+Prepare = Callable[[RuntimeConfig], tuple[RuntimeConfig, dict[str, Any]]]
+
+
+def main(argv: list[str] | None = None, *, prepare: Prepare | None = None, module: str = "edgepack.runtime") -> int:
+    """Run the server until interrupted; returns the exit code. ``module`` is what worker processes run."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=__doc__)
     parser.add_argument("--host", default=os.environ.get("EDGEPACK_HOST", "0.0.0.0"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("EDGEPACK_PORT", "5001")))
     parser.add_argument("--config", default=None, help="runtime.json (default $EDGEPACK_RUNTIME_CONFIG)")
@@ -33,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     log = logging.getLogger("edgepack.runtime")
     try:
         config = RuntimeConfig.from_file(args.config)
+        details: dict[str, Any] = {}
+        if prepare is not None:
+            config, details = prepare(config)
         keys = KeyRing()
         if config.auth_enabled and not keys.configured():
             raise RuntimeSetupError("key authentication is enabled but no keys are configured: set "
@@ -43,8 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     env = os.environ
     processes = int(env.get("EDGEPACK_PROCESSES", "1"))
     if processes > 1 and WORKER_ENV not in env:
-        return supervise(processes, list(sys.argv[1:] if argv is None else argv))
+        return supervise(processes, list(sys.argv[1:] if argv is None else argv), module)
     runtime = Runtime(config)
+    runtime.details = details
     batching = {**(config.batching or {})}
     if "EDGEPACK_MAX_BATCH" in env:
         batching["max_batch_size"] = int(env["EDGEPACK_MAX_BATCH"])

@@ -28,6 +28,9 @@ class ImageLabels:
     # IoT Edge modules: the input the agent scores and the output its results go to (routes name them).
     module_input: str | None = None
     module_output: str | None = None
+    # FPGA images: profile, accelerator, provider, quantization, the two models, and the status of the check
+    # (written as io.edgepack.fpga.<key>).
+    accelerator: dict[str, str] | None = None
 
     @property
     def model_name(self) -> str:
@@ -49,6 +52,8 @@ class ImageLabels:
             labels[f"{PREFIX}module.input"] = self.module_input
         if self.module_output:
             labels[f"{PREFIX}module.output"] = self.module_output
+        for key, value in sorted((self.accelerator or {}).items()):
+            labels[f"{PREFIX}fpga.{key}"] = value
         if len(self.models) == 1:
             only = self.models[0]
             labels.update({f"{PREFIX}model.name": only["name"], f"{PREFIX}model.version": str(only["version"]),
@@ -66,8 +71,10 @@ class ImageLabels:
         if not models and f"{PREFIX}model.name" in labels:  # images made before the models label
             models = [{"name": labels[f"{PREFIX}model.name"], "version": labels.get(f"{PREFIX}model.version", ""),
                        "sha256": labels.get(f"{PREFIX}model.sha256", "")}]
+        accelerator = {k[len(f"{PREFIX}fpga."):]: v for k, v in labels.items() if k.startswith(f"{PREFIX}fpga.")}
         return cls(target=labels.get(f"{PREFIX}target", ""), port=int(labels[f"{PREFIX}port"]),
                    auth=labels.get(f"{PREFIX}auth", "none"), score_path=labels.get(f"{PREFIX}score-path", "/score"),
                    ready_path=labels.get(f"{PREFIX}ready-path", "/"),
                    local_command=tuple(json.loads(command)) if command else None, models=tuple(models),
-                   module_input=labels.get(f"{PREFIX}module.input"), module_output=labels.get(f"{PREFIX}module.output"))
+                   module_input=labels.get(f"{PREFIX}module.input"), module_output=labels.get(f"{PREFIX}module.output"),
+                   accelerator=accelerator or None)

@@ -116,6 +116,16 @@ class Runtime:
         # An exponential moving average of score() time in seconds; infinite until a few requests were timed.
         self._cost, self._timed, self._warmup = float("inf"), 0, 0.0
         self.caller: RunCaller | None = None
+        # What an image adds to /info (an FPGA image: the execution provider that runs and why); a callable
+        # value is called at each request.
+        self.details: dict[str, Any] = {}
+
+    def info(self) -> dict[str, Any]:
+        """What ``GET /info`` answers: the target, the models, the model folder in use, readiness, details."""
+        models = [{"name": m.name, "version": m.version, "sha256": m.sha256} for m in self.config.models]
+        return {"target": self.config.target, "ready": self.ready.is_set(), "models": models,
+                "model_dir": self.config.model_dir,
+                **{k: v() if callable(v) else v for k, v in self.details.items()}}
 
     def typical_cost(self) -> float:
         """Recent typical time of one score() call in seconds (infinite before there is enough to tell).

@@ -1,6 +1,7 @@
 """The scoring web server: routes, keys, admission and where each request is scored.
 
 Routes: ``POST /score``, ``GET /`` (liveness), ``GET /health`` (readiness: 200 once init() returned),
+``GET /info`` (target, models, model folder; an FPGA image adds the execution provider that runs and why),
 ``GET /swagger.json`` (``?version=2`` by default, ``3`` or ``3.1``). ``GET /score`` calls run() too, with the
 query string (as Azure ML's server does); ``OPTIONS /score`` reaches a ``@rawhttp`` run(). Errors are JSON
 ``{"error": ..., "message": ...}`` with 400/401/404/405/411/413/415/500/503 statuses.
@@ -28,7 +29,8 @@ from edgepack.runtime.response import Response, error_response, json_response
 from edgepack.runtime.scoring import Runtime
 
 WEB_KEYS = ("primary", "secondary")
-ROUTES = {"/": ("GET",), "/health": ("GET",), "/swagger.json": ("GET",), "/score": ("POST", "GET", "OPTIONS")}
+ROUTES = {"/": ("GET",), "/health": ("GET",), "/info": ("GET",), "/swagger.json": ("GET",),
+          "/score": ("POST", "GET", "OPTIONS")}
 
 __all__ = ["ScoringServer", "serve"]
 
@@ -77,6 +79,8 @@ class ScoringServer:
             ready = self.runtime.ready.is_set()
             return json_response(200 if ready else 503, {"status": "ready" if ready else "loading",
                                                        "model": self.runtime.config.model, "worker": self.worker})
+        if path == "/info":
+            return json_response(200, self.runtime.info())
         if path == "/swagger.json":
             version = next((v for k, v in parse_qsl(request.query) if k == "version"), "2")
             try:

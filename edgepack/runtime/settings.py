@@ -41,6 +41,37 @@ class ModelEntry:
 
 
 @dataclass(frozen=True)
+class AcceleratorSettings:
+    """An FPGA image's two artifacts and how to reach its accelerator (``fpga.runtime`` reads it at start).
+
+    ``model`` is the quantized model for the accelerator and ``cpu_model`` the fallback, each ``{"name",
+    "version"}`` of an entry in ``RuntimeConfig.models``; both hold their ONNX files under the same names, so the
+    entry script opens either unchanged. ``provider_options`` go to ``provider`` as onnxruntime's provider options.
+    """
+
+    profile: str
+    provider: str
+    model: dict[str, Any]
+    cpu_model: dict[str, Any]
+    config_file: str
+    provider_options: dict[str, str]
+    report: str
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "AcceleratorSettings":
+        """Parse runtime.json's ``accelerator`` value.
+
+        Raises:
+            RuntimeSetupError: a key is missing or unknown.
+        """
+        names = {f.name for f in fields(cls)}
+        unknown, missing = sorted(set(data) - names), sorted(names - set(data))
+        if unknown or missing:
+            raise RuntimeSetupError(f"runtime config 'accelerator': unknown keys {unknown}, missing keys {missing}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
 class RuntimeConfig:
     """The runtime's settings, baked into the image at build time."""
 
@@ -64,13 +95,28 @@ class RuntimeConfig:
     # IoT Edge modules: the module input the agent scores and the output its results go to.
     module_input: str = DEFAULT_MODULE_INPUT
     module_output: str = DEFAULT_MODULE_OUTPUT
+    # FPGA images: the accelerator's artifact, the CPU fallback and the provider's settings.
+    accelerator: AcceleratorSettings | None = None
     # Every deployed model (read from the models folder; not written into runtime.json).
     models: tuple[ModelEntry, ...] = field(default=())
 
     def to_json(self) -> bytes:
         """runtime.json's bytes (the models are written as their own entries)."""
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("models", "model", "model_dir")}
+        if self.accelerator is not None:
+            data["accelerator"] = asdict(self.accelerator)
         return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+
+    def entry(self, ref: dict[str, Any]) -> ModelEntry:
+        """The deployed model ``ref`` (``{"name", "version"}``) names.
+
+        Raises:
+            RuntimeSetupError: no such model in this image.
+        """
+        for entry in self.models:
+            if entry.name == ref.get("name") and entry.version == ref.get("version"):
+                return entry
+        raise RuntimeSetupError(f"runtime config: no model {ref.get('name')}:{ref.get('version')} in this image")
 
     def with_models(self, models: tuple[ModelEntry, ...]) -> "RuntimeConfig":
         """This config serving ``models``: AZUREML_MODEL_DIR is the one model's folder, else azureml-models."""
@@ -93,6 +139,8 @@ class RuntimeConfig:
             with open(path, encoding="utf-8") as f:
                 data = json.load(f)
             known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "models"}
+            if isinstance(known.get("accelerator"), dict):
+                known["accelerator"] = AcceleratorSettings.from_dict(known["accelerator"])
             config = cls(**known)
             if "model_dir" in known:
                 return config  # a config naming its model folder itself (profiling, tests)

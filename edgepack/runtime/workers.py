@@ -22,8 +22,8 @@ WORKER_ENV = "EDGEPACK_WORKER_INDEX"
 CANNOT_START = (1, 2)  # init() failed; bad runtime config or keys (see edgepack.runtime.__main__)
 
 
-def supervise(count: int, argv: list[str]) -> int:
-    """Run ``count`` workers of ``python -m edgepack.runtime argv`` until told to stop; returns the exit code."""
+def supervise(count: int, argv: list[str], module: str = "edgepack.runtime") -> int:
+    """Run ``count`` workers of ``python -m MODULE argv`` until told to stop; returns the exit code."""
     stopping = False
 
     def stop(signum: int, _frame: object) -> None:
@@ -40,7 +40,7 @@ def supervise(count: int, argv: list[str]) -> int:
 
     def start(index: int) -> None:
         env = {**os.environ, WORKER_ENV: str(index), "EDGEPACK_REUSE_PORT": "1"}
-        workers[index] = subprocess.Popen([sys.executable, "-m", "edgepack.runtime", *argv], env=env)
+        workers[index] = subprocess.Popen([sys.executable, "-m", module, *argv], env=env)
         started[index] = time.monotonic()
 
     for index in range(count):
