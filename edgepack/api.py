@@ -19,7 +19,7 @@ from edgepack.build.dockerfile import write_context
 from edgepack.config.load import load_config
 from edgepack.deploy import keys as keystore
 from edgepack.deploy import functionapp, iotedge, local
-from edgepack.deploy.kubernetes import KubernetesOptions, render_manifests
+from edgepack.deploy.kubernetes import KubernetesOptions, render_manifests, render_service_manifests
 from edgepack.deploy.pinning import pinned
 from edgepack.errors import (ConfigError, DeployError, EdgepackError, InvalidModel, NotQuantized, PackagingError,
                              QuantizationInvariantError, RegistryError)
@@ -404,13 +404,24 @@ def push(layout_dir: Path, to: str, *, registry: RegistryOptions | None = None,
 
 def kubernetes_manifests(image: str, options: KubernetesOptions, *,
                          registry: RegistryOptions | None = None) -> list[dict[str, Any]]:
-    """Validated Kubernetes manifests for a function image, from its indexed function metadata.
+    """Validated Kubernetes manifests for a pushed image: a function image from its indexed function metadata, a
+    scoring image (webservice, fpga) from its labels.
 
     Raises:
-        DeployError: a tag without digest, an image that is not a function image, or a trigger KEDA cannot scale.
+        DeployError: a tag without digest, an image edgepack did not make for these targets, a trigger KEDA cannot
+            scale, or an FPGA image without its accelerator resource.
     """
-    ref, functions = _function_metadata(image, registry)
-    return render_manifests(functions, str(ref), options)
+    ref = pinned(image)
+    with _Clients((registry or RegistryOptions()).for_host(ref)) as clients:
+        config = fetch_config(clients(ref), ref)
+    labels = (config.get("config") or {}).get("Labels") or {}
+    if FUNCTIONS_LABEL in labels:
+        return render_manifests(json.loads(labels[FUNCTIONS_LABEL]), str(ref), options)
+    read = ImageLabels.from_labels(labels)
+    if read is None or read.target not in ("webservice", "fpga"):
+        raise DeployError(f"deploying '{ref}' to Kubernetes: not an edgepack function, webservice or fpga image",
+                          hint="Package with --target webservice, fpga or a functions target.")
+    return render_service_manifests(str(ref), target=read.target, port=read.port, auth=read.auth, options=options)
 
 
 def iot_edge_manifest(image: str, options: iotedge.EdgeDeploymentOptions, *, model: str | None = None,
@@ -531,10 +542,11 @@ def _session_specs(path: Path) -> Any:
 
 
 def fpga_quantize(home: Home, *, model_ref: str, calibration: Path, profile: str | None = None,
-                  samples: int | None = None, as_name: str | None = None) -> ModelArtifact:
+                  samples: int | None = None, as_name: str | None = None, for_cpu: bool = False) -> ModelArtifact:
     """Quantize a registered float model for an accelerator profile on the user's calibration data, check the
     result against the profile and register it as the next version of the model (or of ``as_name``), with its
     source, profile, method and calibration digest as tags. Nothing is registered when a step fails.
+    ``for_cpu`` makes a CPU fallback instead (u8s8 QDQ, which onnxruntime's CPU kernels run fastest).
 
     Raises:
         UnknownAcceleratorProfile, CalibrationDataError, QuantizationInvariantError, InvalidModel, FpgaError.
@@ -562,17 +574,20 @@ def fpga_quantize(home: Home, *, model_ref: str, calibration: Path, profile: str
                 shutil.copyfile(model.root / f.path, folder / f.path)
         target = folder / fpga_packager.onnx_file(model)
         target.parent.mkdir(parents=True, exist_ok=True)
-        made = quantize.quantize(source, target, inputs, chosen)
-        found = invariants.problems(onnx.load(str(target)), chosen)
+        made = (quantize.quantize_for_cpu(source, target, inputs) if for_cpu
+                else quantize.quantize(source, target, inputs, chosen))
+        found = [] if for_cpu else invariants.problems(onnx.load(str(target)), chosen)
         if found:
             raise QuantizationInvariantError(f"quantizing '{model.ref}' for '{chosen.name}': the result breaks the "
                                              "profile's rules", problems=tuple(found),
                                              hint="Simplify the model's unsupported parts, or pick another profile.")
         tags = {fpga_packager.SOURCE_TAG: model.ref, fpga_packager.PROFILE_TAG: chosen.name,
                 fpga_packager.METHOD_TAG: made.method, fpga_packager.CALIBRATION_TAG: made.calibration_sha256,
-                "edgepack.fpga.calibration_samples": str(made.samples)}
+                "edgepack.fpga.calibration_samples": str(made.samples),
+                "edgepack.fpga.role": "cpu-fallback" if for_cpu else "accelerator"}
+        what = "for the CPU (u8s8 QDQ)" if for_cpu else f"for {chosen.name} (INT8 QDQ, power-of-two)"
         return register_model(home, as_name or model.name, folder if model.folder else target, tags=tags,
-                              description=f"{model.ref} quantized for {chosen.name} (INT8 QDQ, power-of-two)")
+                              description=f"{model.ref} quantized {what}")
 
 
 def fpga_report(home: Home, *, model_ref: str, profile: str | None = None) -> dict[str, Any]:

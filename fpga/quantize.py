@@ -153,3 +153,28 @@ def _override(scale: float) -> dict:
 
     return {"scale": np.array(scale, dtype=np.float32), "zero_point": np.array(0, dtype=np.int8),
             "quant_type": QuantType.QInt8}
+
+
+CPU_METHOD = "onnxruntime.quantization static QDQ u8s8 (uint8 activations, int8 per-channel weights), for the CPU"
+
+
+def quantize_for_cpu(source: Path, target: Path, inputs: dict[str, np.ndarray]) -> Quantized:
+    """Write ``source`` quantized the way onnxruntime's CPU kernels run fastest (u8s8 QDQ, per-channel weights):
+    a CPU fallback artifact, not one for an accelerator.
+
+    Raises:
+        FpgaError: onnxruntime failed.
+    """
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType
+    from onnxruntime.quantization import quantize_static
+
+    reader_type = type("Reader", (_Reader, CalibrationDataReader), {})
+    logging.getLogger("root").setLevel(logging.ERROR)
+    try:
+        quantize_static(source, target, reader_type(inputs, _batch_size(onnx.load(str(source)))),
+                        quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
+    except Exception as exc:  # onnxruntime raises its own and plain exception types
+        raise FpgaError(f"quantizing '{source.name}' for the CPU: {type(exc).__name__}: {exc}",
+                        hint="See onnxruntime's message above.") from exc
+    return Quantized(CPU_METHOD, len(next(iter(inputs.values()))), data_digest(inputs), 0, 0)

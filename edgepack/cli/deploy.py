@@ -21,29 +21,45 @@ def deploy() -> None:
 
 
 @deploy.command("k8s")
-@click.option("--image", required=True, metavar="REF@DIGEST", help="A pushed function image, pinned by digest.")
-@click.option("--name", required=True, help="Name of the Deployment, Secret and ScaledObject.")
+@click.option("--image", required=True, metavar="REF@DIGEST",
+              help="A pushed function, webservice or fpga image, pinned by digest.")
+@click.option("--name", required=True, help="Name of the Deployment, Secret, Service and scaler.")
 @click.option("--namespace", default="default", show_default=True)
 @click.option("--min-replicas", default=0, show_default=True, type=click.IntRange(0))
 @click.option("--max-replicas", default=10, show_default=True, type=click.IntRange(1))
 @click.option("--setting", "settings", multiple=True, metavar="K=V",
               help="App setting for the Secret (connection strings; %Setting% names in trigger paths).")
+@click.option("--accelerator-resource", metavar="NAME[=COUNT]",
+              help="fpga (required) and webservice: the extended resource the card's device plugin registers "
+                   "(kubectl describe node), e.g. amd.com/xilinx_u50_gen3x16_xdma_201920_3-0; COUNT defaults to 1.")
+@click.option("--node-selector", "node_selector", multiple=True, metavar="K=V",
+              help="webservice, fpga: a node label the pods must run on (repeat for several).")
 @click.option("--dry-run", is_flag=True, help="Print the manifests with Secret values redacted; apply nothing.")
 @click.option("--kubeconfig", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Apply the manifests (server-side apply) to this kubeconfig's cluster.")
 @click.option("--context", "kube_context", help="The kubeconfig context (default: its current one).")
 @registry_flags
 def deploy_k8s(image: str, name: str, namespace: str, min_replicas: int, max_replicas: int,
-               settings: tuple[str, ...], dry_run: bool, kubeconfig: Path | None, kube_context: str | None,
+               settings: tuple[str, ...], accelerator_resource: str | None, node_selector: tuple[str, ...],
+               dry_run: bool, kubeconfig: Path | None, kube_context: str | None,
                registry_username: str | None, ca_file: str | None, insecure_http: bool) -> None:
-    """Validated manifests (Secret, Deployment, Service + HPA for HTTP, KEDA ScaledObject for blob and Service
-    Bus): applied with --kubeconfig, else written as YAML on stdout for 'kubectl apply -f -'."""
+    """Validated manifests, applied with --kubeconfig, else written as YAML on stdout for 'kubectl apply -f -'.
+
+    Function images: Secret, Deployment, Service + HPA for HTTP, KEDA ScaledObject for blob and Service Bus.
+    Webservice and fpga images: Secret, Deployment (probes on /health, the accelerator resource in its limits,
+    the node selector), Service and HPA."""
     import yaml
 
     from edgepack.deploy.kubernetes import redact
 
+    resource, _, count = (accelerator_resource or "").partition("=")
+    if count and not (count.isdigit() and int(count) > 0):
+        raise click.BadParameter(f"'{accelerator_resource}': COUNT must be a positive number",
+                                 param_hint="--accelerator-resource")
     options = api.KubernetesOptions(name=name, namespace=namespace, min_replicas=min_replicas,
-                                    max_replicas=max_replicas, settings=parse_pairs(settings, "--setting"))
+                                    max_replicas=max_replicas, settings=parse_pairs(settings, "--setting"),
+                                    accelerator_resource=resource or None, accelerator_count=int(count or 1),
+                                    node_selector=parse_pairs(node_selector, "--node-selector"))
     manifests = api.kubernetes_manifests(image, options,
                                          registry=registry_options(registry_username, ca_file, insecure_http))
     if kubeconfig is not None and not dry_run:

@@ -46,18 +46,21 @@ def profiles_cmd(as_json: bool) -> None:
 @click.option("--profile", metavar="NAME", help="The accelerator profile (edgepack fpga profiles).")
 @click.option("--samples", type=click.IntRange(1), help="Calibrate on the first N samples only.")
 @click.option("--as", "as_name", metavar="NAME", help="Register under this name (default: the model's next version).")
+@click.option("--cpu", "for_cpu", is_flag=True,
+              help="Make a CPU fallback instead: u8s8 QDQ, which onnxruntime's CPU kernels run fastest.")
 @click.option("--json", "as_json", is_flag=True, help="Print the registered model as JSON.")
 def quantize_cmd(model_ref: str, calibration: Path, profile: str | None, samples: int | None, as_name: str | None,
-                 as_json: bool) -> None:
+                 for_cpu: bool, as_json: bool) -> None:
     """Quantize to INT8 QDQ (symmetric, per-tensor, power-of-two scales, zero points 0), check the result against
     the profile and register it, linked to its source, profile and calibration data's digest."""
     model = api.fpga_quantize(home_from_env(), model_ref=model_ref, calibration=calibration, profile=profile,
-                              samples=samples, as_name=as_name)
+                              samples=samples, as_name=as_name, for_cpu=for_cpu)
     if as_json:
         click.echo(json.dumps(model.to_dict(), indent=2))
         return
     click.echo(model.ref)
-    click.echo(f"quantized {model.tags['edgepack.fpga.source']} for {model.tags['edgepack.fpga.profile']} on "
+    purpose = "the CPU" if for_cpu else model.tags["edgepack.fpga.profile"]
+    click.echo(f"quantized {model.tags['edgepack.fpga.source']} for {purpose} on "
                f"{model.tags['edgepack.fpga.calibration_samples']} samples (sha256 "
                f"{model.tags['edgepack.fpga.calibration_sha256'][:12]}); {model.size:,} bytes", err=True)
 

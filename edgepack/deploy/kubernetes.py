@@ -1,4 +1,5 @@
-"""Kubernetes manifests for function images, from their indexed function metadata: pure, then validated.
+"""Kubernetes manifests for function images, from their indexed function metadata, and for scoring images
+(webservice, fpga) from their labels: pure, then validated.
 
 Core tools' ``func kubernetes deploy`` reads ``function.json`` files, which v2 Python apps do not have, so it
 emits only a Secret for them; edgepack works from the ``io.edgepack.functions`` label written at packaging.
@@ -63,6 +64,11 @@ class KubernetesOptions:
     settings: Mapping[str, str] = field(default_factory=dict)
     polling_interval: int = 30
     cooldown_period: int = 300
+    # Scoring services (webservice, fpga): the device plugin's extended resource (e.g. an FPGA card's
+    # ``amd.com/xilinx_u50_gen3x16_xdma_201920_3-0``), how many of it, and the nodes to run on.
+    accelerator_resource: str | None = None
+    accelerator_count: int = 1
+    node_selector: Mapping[str, str] = field(default_factory=dict)
 
 
 def _resolve(value: str, settings: Mapping[str, str], what: str) -> str:
@@ -152,6 +158,64 @@ def render_manifests(functions: list[dict[str, Any]], image: str, options: Kuber
                     "spec": {"scaleTargetRef": {"name": options.name}, "pollingInterval": options.polling_interval,
                              "cooldownPeriod": options.cooldown_period, "minReplicaCount": options.min_replicas,
                              "maxReplicaCount": options.max_replicas, "triggers": triggers}})
+    validate_manifests(out)
+    return out
+
+
+# An extended resource name: a DNS subdomain prefix and a name (Kubernetes' qualified-name rules).
+_RESOURCE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+SERVICE_PORT = 80
+
+
+def render_service_manifests(image: str, *, target: str, port: int, auth: str,
+                             options: KubernetesOptions) -> list[dict[str, Any]]:
+    """Secret, Deployment, Service and HorizontalPodAutoscaler for a scoring image (webservice or fpga): probes
+    on /health, the accelerator resource in the container's limits, the node selector on the pod.
+
+    Raises:
+        DeployError: no digest, an FPGA image without the resource name, a bad resource name, or a keyed image
+            without its key among the settings.
+    """
+    pinned(image)
+    if target == "fpga" and not options.accelerator_resource:
+        raise DeployError(f"deploying FPGA image '{image}': no accelerator resource named",
+                          hint="Pass --accelerator-resource with the name the card's device plugin registers "
+                               "(kubectl describe node shows it, e.g. amd.com/xilinx_u50_gen3x16_xdma_201920_3-0).")
+    if options.accelerator_resource and not _RESOURCE.match(options.accelerator_resource):
+        raise DeployError(f"deploying '{image}': '{options.accelerator_resource}' is not an extended resource name",
+                          hint="Use DOMAIN/NAME as the device plugin registers it, e.g. amd.com/xilinx_u200_...")
+    if auth == "key" and "EDGEPACK_PRIMARY_KEY" not in options.settings:
+        raise DeployError(f"deploying '{image}': the image requires a key and none was given",
+                          hint="Pass --setting EDGEPACK_PRIMARY_KEY=... (and EDGEPACK_SECONDARY_KEY), or package "
+                               "with --no-auth.")
+    name = options.name
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(name, options), "type": "Opaque",
+              "data": {k: base64.b64encode(v.encode()).decode() for k, v in sorted(options.settings.items())}}
+    probe = {"httpGet": {"path": "/health", "port": port}, "periodSeconds": 5, "failureThreshold": 3}
+    container: dict[str, Any] = {
+        "name": "model", "image": image, "ports": [{"containerPort": port}],
+        "envFrom": [{"secretRef": {"name": name}}],
+        "readinessProbe": probe, "startupProbe": {**probe, "failureThreshold": 120},
+        "livenessProbe": {"httpGet": {"path": "/", "port": port}, "periodSeconds": 10}}
+    if options.accelerator_resource:
+        count = str(options.accelerator_count)
+        container["resources"] = {"limits": {options.accelerator_resource: count},
+                                  "requests": {options.accelerator_resource: count}}
+    pod: dict[str, Any] = {"containers": [container]}
+    if options.node_selector:
+        pod["nodeSelector"] = dict(options.node_selector)
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(name, options),
+                  "spec": {"replicas": max(1, options.min_replicas), "selector": {"matchLabels": {"app": name}},
+                           "template": {"metadata": {"labels": {"app": name}}, "spec": pod}}}
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": _meta(name, options),
+               "spec": {"type": "ClusterIP", "selector": {"app": name},
+                        "ports": [{"port": SERVICE_PORT, "targetPort": port, "protocol": "TCP"}]}}
+    hpa = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": _meta(name, options),
+           "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                    "minReplicas": max(1, options.min_replicas), "maxReplicas": options.max_replicas,
+                    "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
+                        "type": "Utilization", "averageUtilization": 70}}}]}}
+    out = [secret, deployment, service, hpa]
     validate_manifests(out)
     return out
 

@@ -93,15 +93,18 @@ def install(execution: Execution, ort: Any) -> None:
     if getattr(original, "edgepack_execution", None) is not None:
         original = original.__mro__[1]
 
+    served = execution.model_dir  # what AZUREML_MODEL_DIR names, whatever loads in the end
+
     class InferenceSession(original):  # type: ignore[misc, valid-type]
         edgepack_execution = execution
 
         def __init__(self, path_or_bytes: Any, sess_options: Any = None, providers: Any = None,
                      provider_options: Any = None, **kwargs: Any) -> None:
             path = os.fspath(path_or_bytes) if isinstance(path_or_bytes, (str, os.PathLike)) else None
-            if path is None or not _inside(path, execution.model_dir):
+            if path is None or not _inside(path, served):
                 super().__init__(path_or_bytes, sess_options, providers, provider_options, **kwargs)
                 return
+            relative = os.path.relpath(path, served)
             with execution._lock:
                 if execution.accelerated:
                     super().__init__(path, sess_options, [execution.provider, CPU], [execution.options, {}],
@@ -110,8 +113,8 @@ def install(execution: Execution, ort: Any) -> None:
                     if not got or got[0] != execution.provider:
                         _fall_back(execution, f"onnxruntime did not place the model on {execution.provider} "
                                               f"(session providers={got})")
-                        path = os.path.join(execution.cpu_dir, os.path.relpath(path, execution.model_dir))
                 if not execution.accelerated:
+                    path = os.path.join(execution.model_dir, relative)
                     super().__init__(path, sess_options, [CPU], None, **kwargs)
                 execution.model_file = path
                 execution.session_providers = list(self.get_providers())
@@ -146,8 +149,6 @@ def prepare(config: RuntimeConfig) -> tuple[RuntimeConfig, dict[str, Any]]:
         raise RuntimeSetupError("runtime config: no 'accelerator' settings (not an FPGA image)")
     execution = choose(config.accelerator, config, available=list(ort.get_available_providers()),
                        mode=os.environ.get(ENV, "auto").strip().lower() or "auto")
-    log.info("accelerator profile %s: %s", execution.profile,
-             f"trying {execution.provider}" if execution.accelerated else f"CPU fallback ({execution.reason})")
     install(execution, ort)
     served = config.entry(execution.model)
     config = replace(config, model_dir=served.dir,
