@@ -541,12 +541,41 @@ def _session_specs(path: Path) -> Any:
                            hint="Give an ONNX model onnxruntime can load.") from exc
 
 
+def _fpga_inputs(home: Home, model: ModelArtifact, path: Path, config_path: Path | None, *, limit: int | None = None,
+                 label_field: str | None = None) -> tuple[dict[str, Any], Any]:
+    """The samples at ``path`` for ``model``'s inputs, and the labels a label field gave (else None): arrays
+    from .npy/.npz files, or, from a JSON-lines file of request bodies, what the entry script feeds the model.
+
+    Raises:
+        CalibrationDataError: as reading or capturing fails.
+    """
+    from edgepack.errors import CalibrationDataError
+    from edgepack.profiling import capture
+    from fpga import data
+
+    specs = _session_specs(_onnx_path(model))
+    if path.suffix.lower() not in (".jsonl", ".ndjson"):
+        if label_field is not None:
+            raise CalibrationDataError(f"reading '{path}': --label-field reads JSON-lines request bodies",
+                                       hint="For arrays, pass --labels FILE.npy.")
+        return data.load_inputs(path, specs, limit=limit), None
+    if config_path is None:
+        raise CalibrationDataError(f"reading requests '{path}': the entry script turns them into model inputs, "
+                                   "and no inference config names it", hint="Pass --inference-config.")
+    bodies, labels = capture.read_bodies(path, label_field)
+    feeds = capture.capture_inputs(model, load_config(config_path), bodies)
+    inputs = data.check_inputs(capture.join_inputs(feeds), specs, path, limit)
+    return inputs, capture.request_labels(labels, feeds) if label_field is not None else None
+
+
 def fpga_quantize(home: Home, *, model_ref: str, calibration: Path, profile: str | None = None,
-                  samples: int | None = None, as_name: str | None = None, for_cpu: bool = False) -> ModelArtifact:
+                  samples: int | None = None, as_name: str | None = None, for_cpu: bool = False,
+                  config_path: Path | None = None) -> ModelArtifact:
     """Quantize a registered float model for an accelerator profile on the user's calibration data, check the
     result against the profile and register it as the next version of the model (or of ``as_name``), with its
     source, profile, method and calibration digest as tags. Nothing is registered when a step fails.
     ``for_cpu`` makes a CPU fallback instead (u8s8 QDQ, which onnxruntime's CPU kernels run fastest).
+    ``calibration`` may be a JSON-lines file of request bodies, read through the entry script of ``config_path``.
 
     Raises:
         UnknownAcceleratorProfile, CalibrationDataError, QuantizationInvariantError, InvalidModel, FpgaError.
@@ -555,7 +584,7 @@ def fpga_quantize(home: Home, *, model_ref: str, calibration: Path, profile: str
 
     import onnx
 
-    from fpga import data, invariants, quantize
+    from fpga import invariants, quantize
     from fpga.profile import load_profile
 
     chosen = load_profile(profile)
@@ -564,7 +593,7 @@ def fpga_quantize(home: Home, *, model_ref: str, calibration: Path, profile: str
     if invariants.is_quantized(onnx.load(str(source))):
         raise NotQuantized(f"quantizing '{model.ref}': it is quantized already",
                            hint="Quantize the float model it was made from.")
-    inputs = data.load_inputs(calibration, _session_specs(source), limit=samples)
+    inputs, _ = _fpga_inputs(home, model, calibration, config_path, limit=samples)
     with tempfile.TemporaryDirectory(prefix="edgepack-quantize-") as tmp:
         folder = Path(tmp) / (model.folder or "model")
         folder.mkdir()
@@ -615,9 +644,11 @@ def fpga_report(home: Home, *, model_ref: str, profile: str | None = None) -> di
 
 
 def fpga_evaluate(home: Home, *, model_ref: str, quantized_ref: str, data_path: Path, labels_path: Path | None,
-                  max_drop: float = 0.01, cpu_model_ref: str | None = None,
-                  output: str | None = None) -> dict[str, Any]:
-    """FP32 against the quantized model (and a CPU fallback other than the FP32 model) on held-out data.
+                  max_drop: float = 0.01, cpu_model_ref: str | None = None, output: str | None = None,
+                  config_path: Path | None = None, label_field: str | None = None) -> dict[str, Any]:
+    """FP32 against the quantized model (and a CPU fallback other than the FP32 model) on held-out data: arrays,
+    or a JSON-lines file of request bodies read through the entry script of ``config_path`` (labels from
+    ``labels_path`` or each body's ``label_field``).
 
     Raises:
         CalibrationDataError: data or labels missing or not fitting. ModelNotFound, InvalidModel.
@@ -630,8 +661,8 @@ def fpga_evaluate(home: Home, *, model_ref: str, quantized_ref: str, data_path: 
     if cpu_model_ref is not None and get_model(home, cpu_model_ref).ref != reference.ref:
         cpu = get_model(home, cpu_model_ref)
         artifacts.append(evaluate.Artifact("cpu-fallback", cpu.ref, _onnx_path(cpu)))
-    inputs = data.load_inputs(data_path, _session_specs(artifacts[0].path))
-    labels = data.load_labels_for(data_path, labels_path, data.sample_count(inputs))
+    inputs, found = _fpga_inputs(home, reference, data_path, config_path, label_field=label_field)
+    labels = found if found is not None else data.load_labels_for(data_path, labels_path, data.sample_count(inputs))
     result = evaluate.evaluate(tuple(artifacts), inputs, labels, max_drop=max_drop, output=output)
     result["note"] = ("measured with onnxruntime's CPU provider on this machine; accuracy and latency on the "
                       "accelerator are not verified")

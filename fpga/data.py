@@ -117,6 +117,22 @@ def load_inputs(path: Path, specs: tuple[InputSpec, ...], *, limit: int | None =
     return joined
 
 
+def check_inputs(inputs: dict[str, np.ndarray], specs: tuple[InputSpec, ...], source: Path,
+                 limit: int | None = None) -> dict[str, np.ndarray]:
+    """Inputs made elsewhere (recorded from requests), checked as files are: every input there, of its dtype and
+    shape; the first ``limit`` samples when given.
+
+    Raises:
+        CalibrationDataError: an input missing, or of the wrong dtype or shape.
+    """
+    missing = [s.name for s in specs if s.name not in inputs]
+    if missing:
+        raise CalibrationDataError(f"reading data '{source}': nothing was fed to input(s) {', '.join(missing)}",
+                                   hint="Give samples for every input of the model.")
+    checked = {s.name: _batch(s.name, inputs[s.name], s, source) for s in specs}
+    return {name: array[:limit] for name, array in checked.items()} if limit is not None else checked
+
+
 def sample_count(inputs: dict[str, np.ndarray]) -> int:
     """How many samples ``inputs`` holds."""
     return len(next(iter(inputs.values())))

@@ -42,19 +42,22 @@ def profiles_cmd(as_json: bool) -> None:
 @fpga.command("quantize")
 @click.option("--model", "model_ref", required=True, metavar="NAME:VERSION", help="The registered float model.")
 @click.option("--calibration", required=True, type=click.Path(path_type=Path),
-              help="Real samples: a .npy or .npz file, or a directory of them (never random data).")
+              help="Real samples: a .npy or .npz file, a directory of them, or a .jsonl file of request bodies "
+                   "(read through the entry script of --inference-config). Never random data.")
+@click.option("--inference-config", "config_path", type=click.Path(path_type=Path),
+              help="The inference config whose entry script turns .jsonl request bodies into model inputs.")
 @click.option("--profile", metavar="NAME", help="The accelerator profile (edgepack fpga profiles).")
 @click.option("--samples", type=click.IntRange(1), help="Calibrate on the first N samples only.")
 @click.option("--as", "as_name", metavar="NAME", help="Register under this name (default: the model's next version).")
 @click.option("--cpu", "for_cpu", is_flag=True,
               help="Make a CPU fallback instead: u8s8 QDQ, which onnxruntime's CPU kernels run fastest.")
 @click.option("--json", "as_json", is_flag=True, help="Print the registered model as JSON.")
-def quantize_cmd(model_ref: str, calibration: Path, profile: str | None, samples: int | None, as_name: str | None,
-                 for_cpu: bool, as_json: bool) -> None:
+def quantize_cmd(model_ref: str, calibration: Path, config_path: Path | None, profile: str | None,
+                 samples: int | None, as_name: str | None, for_cpu: bool, as_json: bool) -> None:
     """Quantize to INT8 QDQ (symmetric, per-tensor, power-of-two scales, zero points 0), check the result against
     the profile and register it, linked to its source, profile and calibration data's digest."""
     model = api.fpga_quantize(home_from_env(), model_ref=model_ref, calibration=calibration, profile=profile,
-                              samples=samples, as_name=as_name, for_cpu=for_cpu)
+                              samples=samples, as_name=as_name, for_cpu=for_cpu, config_path=config_path)
     if as_json:
         click.echo(json.dumps(model.to_dict(), indent=2))
         return
@@ -73,9 +76,13 @@ def _percent(value: float) -> str:
 @click.option("--model", "model_ref", required=True, metavar="NAME:VERSION", help="The float (reference) model.")
 @click.option("--quantized", "quantized_ref", required=True, metavar="NAME:VERSION", help="The quantized model.")
 @click.option("--data", "data_path", required=True, type=click.Path(path_type=Path),
-              help="Held-out samples: a .npy or .npz file, or a directory of them.")
+              help="Held-out samples: a .npy or .npz file, a directory of them, or a .jsonl file of request bodies.")
 @click.option("--labels", "labels_path", type=click.Path(path_type=Path),
               help="Class ids, a .npy of one integer per sample (default: a 'labels' array in a .npz --data).")
+@click.option("--label-field", metavar="NAME",
+              help="With .jsonl --data: the field of each body holding its class id (or a list, one per row).")
+@click.option("--inference-config", "config_path", type=click.Path(path_type=Path),
+              help="The inference config whose entry script turns .jsonl request bodies into model inputs.")
 @click.option("--cpu-model", "cpu_model_ref", metavar="NAME:VERSION",
               help="Also evaluate this CPU fallback model (when it is not --model).")
 @click.option("--output", metavar="NAME", help="The output holding the class scores (default: the first float one).")
@@ -83,12 +90,14 @@ def _percent(value: float) -> str:
               help="Fail when an artifact's accuracy is more than this below the float model's.")
 @click.option("--json", "as_json", is_flag=True, help="Print the measurements as JSON.")
 def evaluate_cmd(model_ref: str, quantized_ref: str, data_path: Path, labels_path: Path | None,
-                 cpu_model_ref: str | None, output: str | None, max_drop: float, as_json: bool) -> None:
+                 label_field: str | None, config_path: Path | None, cpu_model_ref: str | None, output: str | None,
+                 max_drop: float, as_json: bool) -> None:
     """Accuracy of the float and quantized models on held-out data, the difference with its 95% interval, top-1
     agreement, the largest output difference, size and CPU latency; exits 3 when the gate fails."""
     result = api.fpga_evaluate(home_from_env(), model_ref=model_ref, quantized_ref=quantized_ref,
                                data_path=data_path, labels_path=labels_path, max_drop=max_drop,
-                               cpu_model_ref=cpu_model_ref, output=output)
+                               cpu_model_ref=cpu_model_ref, output=output, config_path=config_path,
+                               label_field=label_field)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:

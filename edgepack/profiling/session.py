@@ -86,7 +86,7 @@ def read_samples(path: Path) -> list[Sample]:
     return samples
 
 
-def _write_runtime_config(model: ModelArtifact, config: InferenceConfig, workdir: Path) -> Path:
+def write_runtime_config(model: ModelArtifact, config: InferenceConfig, workdir: Path) -> Path:
     """The webservice image's runtime settings and model entry, under ``workdir`` as the app root: the model is
     linked into ``azureml-models/NAME/VERSION`` as in the image, the source is used where it is."""
     source = config.source_directory or config.entry_script.parent
@@ -116,7 +116,7 @@ class RuntimeProcess:
                  extra_env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.log = workdir / "runtime.log"
-        runtime_json = _write_runtime_config(model, config, workdir)
+        runtime_json = write_runtime_config(model, config, workdir)
         package_root = str(Path(__file__).resolve().parents[2])
         env = {**os.environ, **config.environment_variables, "EDGEPACK_RUNTIME_CONFIG": str(runtime_json),
                "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),

@@ -237,3 +237,45 @@ def test_a_one_sample_difference_is_inside_the_interval():
         from fpga.data import load_labels
 
         load_labels(LABELS, 449)
+
+
+def _requests(path: Path, *, label: bool = True, rows: int = 5) -> Path:
+    images, labels = np.load(TEST)[:, 0] * 16, np.load(LABELS)
+    with path.open("w") as f:
+        for at in range(0, len(labels), rows):
+            body = {"data": images[at:at + rows].round().tolist()}  # the 0..16 values the entry script takes
+            if label:
+                body["label"] = labels[at:at + rows].tolist()
+            f.write(json.dumps(body) + "\n")
+    return path
+
+
+def test_request_bodies_are_read_through_the_entry_script(quantized, tmp_path, capsys):
+    config = str(SAMPLE / "inferenceconfig.json")
+    requests = _requests(tmp_path / "requests.jsonl")
+    code, out, err = run_cli(["fpga", "evaluate", "--model", "cnn:1", "--quantized", "cnn:2", "--data",
+                              str(requests), "--label-field", "label", "--inference-config", config, "--json"], capsys)
+    assert code == 0, err
+    from_requests = json.loads(out)
+    code, out, err = run_cli(["fpga", "evaluate", "--model", "cnn:1", "--quantized", "cnn:2", "--data", str(TEST),
+                              "--labels", str(LABELS), "--json"], capsys)
+    from_arrays = json.loads(out)
+    assert from_requests["samples"] == 450
+    assert [a["accuracy"] for a in from_requests["artifacts"]] == [a["accuracy"] for a in from_arrays["artifacts"]]
+    code, out, err = run_cli(["fpga", "quantize", "--model", "cnn:1", "--calibration", str(requests),
+                              "--inference-config", config, "--samples", "100"], capsys)
+    assert code == 0 and out.strip() == "cnn:3", err
+    assert "on 100 samples" in err
+    code, out, err = run_cli(["fpga", "evaluate", "--model", "cnn:1", "--quantized", "cnn:2", "--data",
+                              str(_requests(tmp_path / "bare.jsonl", label=False)), "--label-field", "label",
+                              "--inference-config", config], capsys)
+    assert code == 1 and "line 1 has no 'label' field" in err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"data": "not images"}) + "\n")
+    code, out, err = run_cli(["fpga", "quantize", "--model", "cnn:1", "--calibration", str(bad),
+                              "--inference-config", config], capsys)
+    assert code == 1 and "request 1: the entry script answered 400" in err and "input schema" in err
+    assert "Traceback" not in err
+    code, out, err = run_cli(["fpga", "quantize", "--model", "cnn:1", "--calibration", str(requests)], capsys)
+    assert code == 1 and "--inference-config" in err
+    assert _models(capsys) == ["cnn:1", "cnn:2", "cnn:3"]
