@@ -541,7 +541,7 @@ def _session_specs(path: Path) -> Any:
                            hint="Give an ONNX model onnxruntime can load.") from exc
 
 
-def _fpga_inputs(home: Home, model: ModelArtifact, path: Path, config_path: Path | None, *, limit: int | None = None,
+def _fpga_inputs(model: ModelArtifact, path: Path, config_path: Path | None, *, limit: int | None = None,
                  label_field: str | None = None) -> tuple[dict[str, Any], Any]:
     """The samples at ``path`` for ``model``'s inputs, and the labels a label field gave (else None): arrays
     from .npy/.npz files, or, from a JSON-lines file of request bodies, what the entry script feeds the model.
@@ -593,7 +593,7 @@ def fpga_quantize(home: Home, *, model_ref: str, calibration: Path, profile: str
     if invariants.is_quantized(onnx.load(str(source))):
         raise NotQuantized(f"quantizing '{model.ref}': it is quantized already",
                            hint="Quantize the float model it was made from.")
-    inputs, _ = _fpga_inputs(home, model, calibration, config_path, limit=samples)
+    inputs, _ = _fpga_inputs(model, calibration, config_path, limit=samples)
     with tempfile.TemporaryDirectory(prefix="edgepack-quantize-") as tmp:
         folder = Path(tmp) / (model.folder or "model")
         folder.mkdir()
@@ -610,7 +610,7 @@ def fpga_quantize(home: Home, *, model_ref: str, calibration: Path, profile: str
             raise QuantizationInvariantError(f"quantizing '{model.ref}' for '{chosen.name}': the result breaks the "
                                              "profile's rules", problems=tuple(found),
                                              hint="Simplify the model's unsupported parts, or pick another profile.")
-        tags = {fpga_packager.SOURCE_TAG: model.ref, fpga_packager.PROFILE_TAG: chosen.name,
+        tags = {fpga_packager.SOURCE_TAG: model.ref, **({} if for_cpu else {fpga_packager.PROFILE_TAG: chosen.name}),
                 fpga_packager.METHOD_TAG: made.method, fpga_packager.CALIBRATION_TAG: made.calibration_sha256,
                 "edgepack.fpga.calibration_samples": str(made.samples),
                 "edgepack.fpga.role": "cpu-fallback" if for_cpu else "accelerator"}
@@ -661,7 +661,7 @@ def fpga_evaluate(home: Home, *, model_ref: str, quantized_ref: str, data_path: 
     if cpu_model_ref is not None and get_model(home, cpu_model_ref).ref != reference.ref:
         cpu = get_model(home, cpu_model_ref)
         artifacts.append(evaluate.Artifact("cpu-fallback", cpu.ref, _onnx_path(cpu)))
-    inputs, found = _fpga_inputs(home, reference, data_path, config_path, label_field=label_field)
+    inputs, found = _fpga_inputs(reference, data_path, config_path, label_field=label_field)
     labels = found if found is not None else data.load_labels_for(data_path, labels_path, data.sample_count(inputs))
     result = evaluate.evaluate(tuple(artifacts), inputs, labels, max_drop=max_drop, output=output)
     result["note"] = ("measured with onnxruntime's CPU provider on this machine; accuracy and latency on the "

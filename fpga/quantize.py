@@ -11,6 +11,7 @@ model that runs about 2x slower than FP32 on a CPU; the result here is checked a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
@@ -69,6 +70,18 @@ def weight_scale(weight: np.ndarray) -> float:
     return best
 
 
+@contextlib.contextmanager
+def _quiet_root_logger():
+    """onnxruntime's quantizer logs advice on the root logger: hold it to errors while it runs, then restore."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 class _Reader:
     """An onnxruntime CalibrationDataReader over in-memory batches (rewindable: the quantizer reads twice)."""
 
@@ -111,8 +124,7 @@ def quantize(source: Path, target: Path, inputs: dict[str, np.ndarray], profile:
     model = onnx.load(str(source))
     batch = _batch_size(model)
     reader_type = type("Reader", (_Reader, CalibrationDataReader), {})
-    logging.getLogger("root").setLevel(logging.ERROR)  # onnxruntime's quantizer logs advice on the root logger
-    with tempfile.TemporaryDirectory(prefix="edgepack-quantize-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="edgepack-quantize-") as tmp, _quiet_root_logger():
         try:
             calibrator = create_calibrator(source, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
                                            calibrate_method=CalibrationMethod.MinMax,
@@ -169,11 +181,11 @@ def quantize_for_cpu(source: Path, target: Path, inputs: dict[str, np.ndarray]) 
     from onnxruntime.quantization import quantize_static
 
     reader_type = type("Reader", (_Reader, CalibrationDataReader), {})
-    logging.getLogger("root").setLevel(logging.ERROR)
     try:
-        quantize_static(source, target, reader_type(inputs, _batch_size(onnx.load(str(source)))),
-                        quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
+        with _quiet_root_logger():
+            quantize_static(source, target, reader_type(inputs, _batch_size(onnx.load(str(source)))),
+                            quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
     except Exception as exc:  # onnxruntime raises its own and plain exception types
         raise FpgaError(f"quantizing '{source.name}' for the CPU: {type(exc).__name__}: {exc}",
                         hint="See onnxruntime's message above.") from exc

@@ -62,7 +62,7 @@ def quantize_cmd(model_ref: str, calibration: Path, config_path: Path | None, pr
         click.echo(json.dumps(model.to_dict(), indent=2))
         return
     click.echo(model.ref)
-    purpose = "the CPU" if for_cpu else model.tags["edgepack.fpga.profile"]
+    purpose = "the CPU" if for_cpu else model.tags.get("edgepack.fpga.profile")
     click.echo(f"quantized {model.tags['edgepack.fpga.source']} for {purpose} on "
                f"{model.tags['edgepack.fpga.calibration_samples']} samples (sha256 "
                f"{model.tags['edgepack.fpga.calibration_sha256'][:12]}); {model.size:,} bytes", err=True)

@@ -102,8 +102,9 @@ class RuntimeConfig:
 
     def to_json(self) -> bytes:
         """runtime.json's bytes (the models are written as their own entries)."""
-        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("models", "model", "model_dir")}
-        if self.accelerator is not None:
+        data = {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name not in ("models", "model", "model_dir", "accelerator")}
+        if self.accelerator is not None:  # only FPGA images carry it: the others' runtime.json is unchanged
             data["accelerator"] = asdict(self.accelerator)
         return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
 
