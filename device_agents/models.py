@@ -354,5 +354,6 @@ class ModelSwapper:
         return {"name": self.current.name, "version": self.current.version, "sha256": self.current.sha256,
                 "digest": self.current.digest or None, "status": self.status, "lastError": self.last_error,
                 "desiredVersion": desired.version if desired else None,
+                "desiredDigest": desired.digest if desired else None,
                 "previousVersion": self.previous.version if self.previous else None,
                 "bytesFetched": self.bytes_fetched, **self.timings}

@@ -16,12 +16,15 @@ and an optional one-line hint (what the user can do about it)::
     ├── DeployError               the apply step failed (.command, .returncode, .stderr_tail)
     ├── ProfileError              the entry script would not start or refused the sample under profiling
     ├── HubError                  the local IoT hub is not running, cannot start, or refused a request
-    └── FpgaError                 the accelerator pipeline refused a model, its data or a profile
-        ├── UnknownAcceleratorProfile   no accelerator profile of that name
-        ├── CalibrationDataError  calibration or evaluation data missing, of the wrong shape or dtype, or
-        │                         labels that do not match it
-        ├── QuantizationInvariantError  a quantized model breaks the profile's rules (.problems names the nodes)
-        └── NotQuantized          an unquantized model was asked for the accelerator
+    ├── FpgaError                 the accelerator pipeline refused a model, its data or a profile
+    │   ├── UnknownAcceleratorProfile   no accelerator profile of that name
+    │   ├── CalibrationDataError  calibration or evaluation data missing, of the wrong shape or dtype, or
+    │   │                         labels that do not match it
+    │   ├── QuantizationInvariantError  a quantized model breaks the profile's rules (.problems names the nodes)
+    │   └── NotQuantized          an unquantized model was asked for the accelerator
+    └── FleetError                a fleet rollout cannot start or go on
+        ├── RolloutSpecError      a wave, gate, abort or duration expression that does not parse (says where)
+        └── LeaseHeld             another controller holds the rollout
 
 Messages follow the form ``"<doing what> '<subject>': <cause>"``: lowercase, no trailing period.
 Third-party exceptions are translated once, at the edge, with ``raise XError(...) from exc``.
@@ -48,6 +51,9 @@ __all__ = [
     "CalibrationDataError",
     "QuantizationInvariantError",
     "NotQuantized",
+    "FleetError",
+    "RolloutSpecError",
+    "LeaseHeld",
 ]
 
 
@@ -178,3 +184,15 @@ class QuantizationInvariantError(FpgaError):
 
 class NotQuantized(FpgaError):
     """An unquantized (float) model was asked for the accelerator, which runs only quantized nodes."""
+
+
+class FleetError(EdgepackError):
+    """A fleet rollout cannot start or go on (bad target, name in use, hub refusal)."""
+
+
+class RolloutSpecError(FleetError):
+    """A wave, gate, abort or duration expression that does not parse; the message says where."""
+
+
+class LeaseHeld(FleetError):
+    """Another controller holds the rollout's lease."""

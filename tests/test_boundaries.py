@@ -41,7 +41,7 @@ FPGA_BUILD_ALLOWED = {"edgepack.errors", "fpga", "numpy", "onnx", "onnxruntime"}
 # The runtime imports nothing of edgepack but itself (it runs in images), so it sits at the bottom: the contract
 # it owns (settings, labels, model artifacts) is read by the layers above.
 LAYERS = [("errors", "runtime"), ("oci", "config", "targets", "home"), ("models",), ("registry",),
-          ("build", "packagers", "deploy"), ("profiling",), ("api",), ("cli",)]
+          ("build", "packagers", "deploy"), ("fleet",), ("profiling",), ("api",), ("cli",)]
 
 
 def _all_imports(path: Path) -> set[str]:
