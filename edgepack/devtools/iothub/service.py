@@ -281,7 +281,13 @@ class HubService:
     def _configurations(self, method: str, *, data: Any,
                         headers: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
         with self.state.lock:
-            return 200, json.loads(json.dumps(list(self.state.configurations.values()))), {}
+            return 200, [self._with_metrics(c) for c in self.state.configurations.values()], {}
+
+    def _with_metrics(self, config: dict[str, Any]) -> dict[str, Any]:
+        """A configuration as GET answers it: its custom metrics' counts computed now."""
+        out = json.loads(json.dumps(config))
+        out.setdefault("metrics", {"queries": {}})["results"] = self.state.metric_results(config)
+        return out
 
     def _configuration(self, method: str, name: str, *, data: Any,
                        headers: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
@@ -290,7 +296,7 @@ class HubService:
             if method == "GET":
                 if existing is None:
                     raise HubStateError(404, "ConfigurationNotFound", f"configuration '{name}' does not exist")
-                return 200, existing, {}
+                return 200, self._with_metrics(existing), {}
             if method == "DELETE":
                 if existing is None:
                     raise HubStateError(404, "ConfigurationNotFound", f"configuration '{name}' does not exist")
@@ -308,8 +314,10 @@ class HubService:
                     raise HubStateError(400, "ArgumentInvalid", "a configuration's content cannot change")
             try:
                 condition(data.get("targetCondition") or "")
+                for query in ((data.get("metrics") or {}).get("queries") or {}).values():
+                    parse_query(query)
             except QueryError as exc:
-                raise HubStateError(400, "ArgumentInvalid", f"targetCondition: {exc}") from None
+                raise HubStateError(400, "ArgumentInvalid", f"targetCondition or metrics: {exc}") from None
             stored = {**(existing or {"createdTimeUtc": now(), "systemMetrics": {"results": {}, "queries": {}}}),
                       "id": name, "schemaVersion": data.get("schemaVersion", "1.0"),
                       "labels": data.get("labels") or {}, "content": data.get("content") or {},

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qsl, quote_plus, unquote
 
-from edgepack.devtools.iothub.query import condition
+from edgepack.devtools.iothub.query import condition, parse_query
 
 # IoT Hub allows more (including MQTT's wildcards); this hub refuses what would break its topics
 _ID = re.compile(r"^[A-Za-z0-9\-.:_=@$!(),']{1,128}$")
@@ -54,6 +54,35 @@ def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]
         else:
             target[key] = json.loads(json.dumps(value))
     return target
+
+
+_DESIRED = "properties.desired"
+
+
+def is_layered(content: dict[str, Any]) -> bool:
+    """Whether deployment content is a layer (dotted ``properties.desired.<path>`` keys, no full ``$edgeAgent``
+    desired properties) rather than a base deployment."""
+    return _DESIRED not in (content.get("$edgeAgent") or {})
+
+
+def merge_layer(content: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
+    """``content`` with a layered deployment's content merged in: ``properties.desired`` replaces a module's
+    desired properties, ``properties.desired.a.b`` sets that one path in them (IoT Hub's layered merge)."""
+    merged = json.loads(json.dumps(content))
+    for module, body in layer.items():
+        for key, value in (body or {}).items():
+            if key == _DESIRED:
+                merged.setdefault(module, {})[_DESIRED] = json.loads(json.dumps(value))
+            elif key.startswith(_DESIRED + "."):
+                path = key[len(_DESIRED) + 1:].split(".")
+                node = merged.setdefault(module, {}).setdefault(_DESIRED, {})
+                for part in path[:-1]:
+                    child = node.get(part)
+                    if not isinstance(child, dict):
+                        child = node[part] = {}
+                    node = child
+                node[path[-1]] = json.loads(json.dumps(value))
+    return merged
 
 
 def new_key() -> str:
@@ -328,8 +357,9 @@ class HubState:
             self._reconcile()
 
     def _reconcile(self) -> None:
-        """Each edge device gets the highest-priority configuration it matches (the newest on a tie), else what
-        was applied to it directly; the modules' twins get the content's desired properties."""
+        """Each edge device gets the highest-priority base deployment it matches (the newest on a tie), else what
+        was applied to it directly, with every layered deployment it matches above that priority merged on top in
+        priority order; the modules' twins get the result's desired properties."""
         ranked = sorted(self.configurations.values(), key=lambda c: (c.get("priority", 0), c.get("createdTimeUtc", "")),
                         reverse=True)
         conditions = {c["id"]: condition(c.get("targetCondition") or "") for c in ranked
@@ -340,16 +370,25 @@ class HubState:
         for device, entry in self.devices.items():
             if not entry.get("edge"):
                 continue
-            chosen, source = entry.get("direct"), None
-            first = True
-            for config in ranked:
-                if config["id"] in conditions and conditions[config["id"]](entry["twin"]):
-                    targeted[config["id"]] += 1
-                    if first:
-                        chosen, source, first = config["content"]["modulesContent"], config["id"], False
-                        applied[config["id"]] += 1
+            matching = [c for c in ranked if c["id"] in conditions and conditions[c["id"]](entry["twin"])]
+            for config in matching:
+                targeted[config["id"]] += 1
+            base = next((c for c in matching if not is_layered(c["content"]["modulesContent"])), None)
+            chosen, sources = entry.get("direct"), []
+            if base is not None:
+                chosen, sources = base["content"]["modulesContent"], [base["id"]]
+            if chosen is not None:
+                floor = base.get("priority", 0) if base is not None else -1
+                layers = [c for c in reversed(matching)
+                          if is_layered(c["content"]["modulesContent"]) and c.get("priority", 0) > floor]
+                for layer in layers:
+                    chosen = merge_layer(chosen, layer["content"]["modulesContent"])
+                    sources.append(layer["id"])
+            for source in sources:
+                applied[source] += 1
             if chosen != entry.get("content"):
-                entry["content"], entry["contentSource"] = chosen, source
+                entry["content"], entry["contentSource"] = chosen, sources[0] if len(sources) == 1 else (
+                    sources or None)
                 changes.append((device, chosen))
         for config in ranked:
             config.setdefault("systemMetrics", {}).setdefault("results", {}).update(
@@ -360,6 +399,14 @@ class HubState:
         for device, content in changes:
             for listener in self._content_listeners:
                 listener(device, content)
+
+    def metric_results(self, config: dict[str, Any]) -> dict[str, int]:
+        """A configuration's custom metrics: each query of ``metrics.queries`` run over the twins, as a count."""
+        out = {}
+        for name, text in ((config.get("metrics") or {}).get("queries") or {}).items():
+            query = parse_query(text)
+            out[name] = len(query.run(self.twins(modules=query.source == "devices.modules")))
+        return out
 
     def _desired_from_content(self, device: str, content: dict[str, Any] | None) -> None:
         for module, body in (content or {}).items():
