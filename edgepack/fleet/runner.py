@@ -1,0 +1,214 @@
+"""Running a rollout: plan it, then look, decide and act until it succeeds or aborts, under the rollout's lease.
+
+Each step is recorded as pending in the state file before it is sent and cleared once it went through, so a
+controller killed between the two sends it again on restart (steps are idempotent) and never skips or doubles
+one. ``pause``, ``resume`` and ``abort`` reach a running controller through the rollout's control file; with no
+controller running, ``abort`` takes the lease and rolls back itself.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from edgepack.errors import FleetError
+from edgepack.fleet.controller import (ABORTED, PAUSED, RUNNING, SUCCEEDED, Step, decide, layer_id, step_done,
+                                       tag_key, wave_counts)
+from edgepack.fleet.hub import HubClient
+from edgepack.fleet.plan import view_device, plan_waves
+from edgepack.fleet.spec import AbortPolicy, Condition, WavePolicy
+from edgepack.fleet.state import RolloutStore
+
+MAX_CONFIGURATIONS = 100  # IoT Hub's limit per hub, layered deployments included
+
+
+@dataclass(frozen=True)
+class RolloutRequest:
+    """What ``fleet rollout`` was asked."""
+
+    name: str
+    model: dict[str, Any]  # the agents' desired ``model``: version, digest, uri, sizeBytes
+    module: str
+    rings: tuple[str, ...] | None
+    target_condition: str | None
+    wave: WavePolicy
+    gate: tuple[Condition, ...]
+    soak_s: float
+    abort: AbortPolicy
+    timeout_s: float
+
+
+def _condition(request: RolloutRequest) -> str:
+    if request.target_condition:
+        return request.target_condition
+    if request.rings and "all" not in request.rings:
+        return "tags.edgepack.ring IN [" + ", ".join(f"'{r}'" for r in request.rings) + "]"
+    return "*"
+
+
+def plan(hub: HubClient, store: RolloutStore, request: RolloutRequest, now: float) -> dict[str, Any]:
+    """The rollout's first state: its waves over the devices it targets, and its deployment's priority.
+
+    Raises:
+        FleetError: the name is in use, or the target matches no device (nothing is sent to the hub).
+    """
+    if store.exists(request.name):
+        raise FleetError(f"starting rollout '{request.name}': the name is in use",
+                         hint=f"Choose another name, or follow it with 'edgepack fleet status {request.name}'.")
+    devices = hub.edge_devices(_condition(request))
+    rings = {d: ((tags.get("edgepack") or {}).get("ring") if isinstance(tags.get("edgepack"), dict) else None)
+             for d, tags in devices.items()}
+    waves = [w for w in plan_waves(request.name, rings, request.wave, request.rings) if w.devices]
+    if not waves:
+        raise FleetError(f"starting rollout '{request.name}': the target matches no IoT Edge device "
+                         f"({_condition(request)})", hint="Check --rings or --target-condition against the twins' "
+                                                          "tags (tags.edgepack.ring).")
+    priority = max([int(c.priority or 0) for c in hub.layers()] + [0]) + 1
+    return {"name": request.name, "phase": RUNNING, "started": now, "priority": priority,
+            "model": request.model, "module": request.module, "key": tag_key(request.name),
+            "gate": [asdict(c) for c in request.gate],
+            "spec": {"soak_s": request.soak_s, "timeout_s": request.timeout_s,
+                     "abort_share": request.abort.failed_share, "abort_min": request.abort.min_devices,
+                     "condition": _condition(request), "rings": list(request.rings or [])},
+            "waves": [{"number": w.number, "ring": w.ring, "devices": list(w.devices), "status": "waiting",
+                       "soak_since": None} for w in waves],
+            "steps": 0, "pending": None, "reason": ""}
+
+
+def _execute(hub: HubClient, state: dict[str, Any], step: Step) -> None:
+    if step.kind == "create-layer":
+        content = {"$edgeAgent": {}, state["module"]: {"properties.desired.model": state["model"]}}
+        hub.create_layer(step.layer, content, target_condition=f"IS_DEFINED(tags.edgepack.rollouts.{state['key']})",
+                         priority=state["priority"], labels={"edgepack-rollout": state["name"],
+                                                             "edgepack-module": state["module"]})
+    elif step.kind == "tag":
+        for device in step.devices:
+            hub.tag(device, {"edgepack": {"rollouts": {state["key"]: step.wave}}})
+    elif step.kind == "delete-layer":
+        hub.delete_layer(step.layer)
+
+
+def _control(store: RolloutStore, name: str) -> str | None:
+    path = store.folder / f"{name}.control"
+    try:
+        request = json.loads(path.read_text()).get("request")
+    except (OSError, ValueError):
+        return None
+    path.unlink(missing_ok=True)
+    return request
+
+
+def request_control(store: RolloutStore, name: str, request: str) -> None:
+    """Ask the rollout's controller to ``pause``, ``resume`` or ``abort``."""
+    store.load(name)  # names a missing rollout
+    path = store.folder / f"{name}.control"
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps({"request": request}))
+    partial.replace(path)
+
+
+def _collect(hub: HubClient, state: dict[str, Any]) -> list[str]:
+    """Delete earlier rollouts' layers of this module whose devices this one reached, oldest first, and any
+    beyond the hub's limit; returns their ids."""
+    ours = {d for w in state["waves"] for d in w["devices"]}
+    tags = hub.edge_devices("*")
+    older = sorted((c for c in hub.layers() if (c.labels or {}).get("edgepack-module") == state["module"]
+                    and c.id != layer_id(state["name"]) and int(c.priority or 0) < state["priority"]),
+                   key=lambda c: int(c.priority or 0))
+    deleted = []
+    for config in older:
+        key = tag_key((config.labels or {}).get("edgepack-rollout", ""))
+        covered = {d for d, t in tags.items() if key in (((t.get("edgepack") or {}).get("rollouts")) or {})}
+        if covered <= ours:
+            hub.delete_layer(config.id)
+            deleted.append(config.id)
+    return deleted
+
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+def run(hub: HubClient, store: RolloutStore, name: str, *, poll_s: float = 2.0, progress: Progress | None = None,
+        clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
+        until: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+    """Drive the rollout to its end (or until ``until(state)``); returns the last state.
+
+    Raises:
+        LeaseHeld: another controller runs it. FleetError: the hub refused a step (the state keeps it pending).
+    """
+    with store.lease(name):
+        state = store.load(name)
+        while True:
+            request = _control(store, name)
+            if request == "pause" and state["phase"] == RUNNING:
+                state["phase"] = PAUSED
+            elif request == "resume" and state["phase"] == PAUSED:
+                state["phase"] = RUNNING
+            elif request == "abort" and state["phase"] != ABORTED:
+                state.update(phase=ABORTED, reason="aborted by the operator",
+                             pending={**asdict(Step("delete-layer", layer=layer_id(name))), "devices": []})
+            if state.get("pending"):
+                step = Step(**{**state["pending"], "devices": tuple(state["pending"]["devices"])})
+                _execute(hub, state, step)
+                state = {**step_done(state, step, clock()), "pending": None}
+                store.save(name, state)
+            reports = hub.module_reports(state["module"])
+            gate = tuple(Condition(**c) for c in state["gate"])
+            views = {d: view_device(d, r.reported, digest=state["model"]["digest"], gate=gate, connected=r.connected)
+                     for d, r in reports.items()}
+            state, steps = decide(state, views, clock())
+            for step in steps:
+                state["pending"] = {**asdict(step), "devices": list(step.devices)}
+                store.save(name, state)
+                _execute(hub, state, step)
+                state = {**step_done(state, step, clock()), "pending": None}
+                store.save(name, state)
+            state["devices"] = {d: {"state": v.state, "reason": v.reason} for d, v in views.items()
+                                if any(d in w["devices"] for w in state["waves"])}
+            state["counts"] = {str(w["number"]): wave_counts(w, views) for w in state["waves"]}
+            if state["phase"] == SUCCEEDED and not state.get("collected"):
+                state["collected"] = _collect(hub, state)
+            state["requests"] = state.get("requests", 0) + hub.requests
+            hub.requests = 0
+            store.save(name, state)
+            if progress is not None:
+                progress(state)
+            if state["phase"] in (SUCCEEDED, ABORTED) and not state.get("pending"):
+                return state
+            if until is not None and until(state):
+                return state
+            if not steps:
+                sleep(poll_s)
+
+
+def status(store: RolloutStore, name: str | None = None) -> list[dict[str, Any]]:
+    """The recorded state of one rollout, or of all."""
+    return [store.load(n) for n in ([name] if name else store.names())]
+
+
+def abort_now(hub: HubClient, store: RolloutStore, name: str, now: float) -> dict[str, Any]:
+    """Roll a rollout back with no controller running: delete its deployment, record why.
+
+    Raises:
+        LeaseHeld: a controller runs it (ask it with the control file instead).
+    """
+    with store.lease(name):
+        state = store.load(name)
+        if state["phase"] in (SUCCEEDED, ABORTED) and state.get("layer_deleted"):
+            return state
+        step = Step("delete-layer", layer=layer_id(name))
+        state.update(pending={**asdict(step), "devices": []}, phase=ABORTED,
+                     reason=state.get("reason") or "aborted by the operator")
+        store.save(name, state)
+        _execute(hub, state, step)
+        state = {**step_done(state, step, now), "pending": None}
+        store.save(name, state)
+        return state
+
+
+def folder(home: Path) -> Path:
+    """Where a home keeps its rollouts."""
+    return home / "fleet"

@@ -1,0 +1,186 @@
+"""Rollouts through the real azure-iot-hub clients against the local hub's service API, with devices simulated at
+the twin level (each reports the model its desired properties name, as the agent does). The same controller
+drives Azure IoT Hub."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from edgepack.devtools.iothub.hub import LocalHub
+from edgepack.errors import FleetError, LeaseHeld
+from edgepack.fleet import runner
+from edgepack.fleet.controller import ABORTED, SUCCEEDED, layer_id
+from edgepack.fleet.hub import HubClient
+from edgepack.fleet.spec import AbortPolicy, WavePolicy, parse_gate
+from edgepack.fleet.state import RolloutStore
+
+AGENT = "edgepack-agent"
+V1 = {"version": 1, "digest": "sha256:" + "1" * 64, "uri": "127.0.0.1:5000/m@sha256:" + "1" * 64}
+V2 = {"version": 2, "digest": "sha256:" + "2" * 64, "uri": "127.0.0.1:5000/m@sha256:" + "2" * 64}
+
+
+class Fleet:
+    """Edge devices whose agent module reports the model its desired properties name, with an error rate per
+    model digest; ``offline`` ones neither connect nor report."""
+
+    def __init__(self, hub: LocalHub, count: int, canary: int) -> None:
+        self.hub, self.devices = hub, [f"dev-{i:03}" for i in range(count)]
+        self.error_rate: dict[str, float] = {}
+        self.offline: set[str] = set()
+        self._stop = threading.Event()
+        for i, device in enumerate(self.devices):
+            hub.state.add_device(device, edge=True)
+            hub.state.add_module(device, AGENT)
+            hub.state.update_twin(device, None, {"tags": {"edgepack": {"ring": "canary" if i < canary else "main"}}})
+        hub.state.set_configuration("base", {
+            "id": "base", "priority": 10, "targetCondition": "*", "createdTimeUtc": "2026-01-01T00:00:00Z",
+            "content": {"modulesContent": {
+                "$edgeAgent": {"properties.desired": {"schemaVersion": "1.1", "modules": {}}},
+                AGENT: {"properties.desired": {"model": V1}}}},
+            "labels": {}, "metrics": {"queries": {}}, "etag": "x"})
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def desired(self, device: str) -> dict:
+        return self.hub.state.twin(device, AGENT)["properties"]["desired"].get("model") or {}
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            for device in self.devices:
+                online = device not in self.offline
+                self.hub.state.set_connected(device, AGENT, online)
+                if online:
+                    digest = self.desired(device).get("digest")
+                    self.hub.state.patch_reported(device, AGENT, {"edgepack": {
+                        "model": {"digest": digest, "status": "serving"},
+                        "errorRate": self.error_rate.get(digest, 0.0), "p99Ms": 4.0}})
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+@pytest.fixture
+def local(tmp_path):
+    hub = LocalHub(tmp_path / "hub", device_port=0, service_port=0).start()
+    yield hub
+    hub.stop()
+
+
+def _client(hub: LocalHub) -> HubClient:
+    return HubClient(hub.service.connection_string, ca_file=str(hub.certs.ca))
+
+
+def _request(name: str = "cnn-v2", **changes) -> runner.RolloutRequest:
+    values = dict(name=name, model=V2, module=AGENT, rings=("canary", "all"), target_condition=None,
+                  wave=WavePolicy(2, 2, 10), gate=parse_gate("error_rate<0.05,p99_ms<50", shadow=False), soak_s=0.2,
+                  abort=AbortPolicy(0.10, 2), timeout_s=120)
+    values.update(changes)
+    return runner.RolloutRequest(**values)
+
+
+def _start(hub, store, request):
+    client = _client(hub)
+    store.create(request.name, runner.plan(client, store, request, time.time()))
+    return client
+
+
+def test_a_healthy_model_reaches_every_device_in_waves_and_offline_ones_stay_pending(local, tmp_path):
+    fleet = Fleet(local, 30, canary=3)
+    fleet.offline = {"dev-020", "dev-021", "dev-022"}  # 10% offline through the rollout
+    store = RolloutStore(tmp_path / "fleet")
+    try:
+        client = _start(local, store, _request())
+        state = runner.run(client, store, "cnn-v2", poll_s=0.05)
+        assert state["phase"] == SUCCEEDED, state["reason"]
+        waves = state["waves"]
+        assert [(w["ring"], len(w["devices"])) for w in waves] == [("canary", 2), ("canary", 1), ("all", 2),
+                                                                   ("all", 4), ("all", 8), ("all", 10), ("all", 3)]
+        assert all(w["status"] == "promoted" for w in waves)
+        online = [d for d in fleet.devices if d not in fleet.offline]
+        assert all(fleet.desired(d) == V2 for d in online)
+        assert {state["devices"][d]["state"] for d in fleet.offline} == {"offline"}  # never counted healthy
+        assert {state["devices"][d]["state"] for d in online} == {"healthy"}
+        assert state["steps"] == 1 + len(waves)  # the layer once, then one tagging per wave
+        fleet.offline.clear()  # back online: they get the model from the same deployment
+        deadline = time.time() + 10
+        while time.time() < deadline and any(fleet.desired(d) != V2 for d in fleet.devices):
+            time.sleep(0.05)
+        assert all(fleet.desired(d) == V2 for d in fleet.devices)
+        assert state["requests"] > 0
+    finally:
+        fleet.stop()
+
+
+def test_a_model_that_errors_stops_at_the_first_wave_and_is_rolled_back(local, tmp_path):
+    fleet = Fleet(local, 20, canary=4)
+    fleet.error_rate[V2["digest"]] = 0.4
+    store = RolloutStore(tmp_path / "fleet")
+    try:
+        client = _start(local, store, _request(wave=WavePolicy(4, 2, 10)))
+        state = runner.run(client, store, "cnn-v2", poll_s=0.05)
+        assert state["phase"] == ABORTED
+        assert state["reason"].startswith("wave 1:") and "error_rate 0.4 (gate error_rate<0.05)" in state["reason"]
+        assert [w["status"] for w in state["waves"]][:2] == ["failed", "waiting"]
+        assert layer_id("cnn-v2") not in local.state.configurations
+        deadline = time.time() + 10
+        while time.time() < deadline and any(fleet.desired(d) != V1 for d in fleet.devices):
+            time.sleep(0.05)
+        assert all(fleet.desired(d) == V1 for d in fleet.devices)  # the last good model everywhere
+        later = [d for w in state["waves"][1:] for d in w["devices"]]
+        assert later and all("rollouts" not in (local.state.twin(d)["tags"].get("edgepack") or {}) for d in later)
+    finally:
+        fleet.stop()
+
+
+def test_a_killed_controller_resumes_without_double_steps_and_one_lease_at_a_time(local, tmp_path):
+    fleet = Fleet(local, 24, canary=2)
+    store = RolloutStore(tmp_path / "fleet")
+    try:
+        client = _start(local, store, _request())
+        first = runner.run(client, store, "cnn-v2", poll_s=0.05,
+                           until=lambda s: s["waves"][1]["status"] == "promoted")
+        steps = first["steps"]
+        with store.lease("cnn-v2"):
+            with pytest.raises(LeaseHeld):
+                runner.run(client, store, "cnn-v2", poll_s=0.05)
+        state = runner.run(_client(local), store, "cnn-v2", poll_s=0.05)
+        assert state["phase"] == SUCCEEDED
+        assert state["steps"] == 1 + len(state["waves"]) and steps < state["steps"]
+    finally:
+        fleet.stop()
+
+
+def test_what_cannot_start_is_named_and_nothing_is_sent(local, tmp_path):
+    Fleet(local, 4, canary=0).stop()
+    store = RolloutStore(tmp_path / "fleet")
+    client = _client(local)
+    before = dict(local.state.configurations)
+    with pytest.raises(FleetError, match="matches no IoT Edge device"):
+        runner.plan(client, store, _request(rings=("canary",)), time.time())
+    with pytest.raises(FleetError, match="matches no IoT Edge device"):
+        runner.plan(client, store, _request(rings=None, target_condition="tags.edgepack.ring = 'nowhere'"),
+                    time.time())
+    store.create("cnn-v2", runner.plan(client, store, _request(), time.time()))
+    with pytest.raises(FleetError, match="the name is in use"):
+        runner.plan(client, store, _request(), time.time())
+    assert local.state.configurations == before
+    assert all("rollouts" not in (local.state.twin(d)["tags"].get("edgepack") or {}) for d in local.state.devices)
+
+
+def test_abort_with_no_controller_rolls_back(local, tmp_path):
+    fleet = Fleet(local, 10, canary=2)
+    store = RolloutStore(tmp_path / "fleet")
+    try:
+        client = _start(local, store, _request())
+        runner.run(client, store, "cnn-v2", poll_s=0.05, until=lambda s: s["waves"][0]["status"] == "promoted")
+        assert layer_id("cnn-v2") in local.state.configurations
+        state = runner.abort_now(client, store, "cnn-v2", time.time())
+        assert state["phase"] == ABORTED and state["reason"] == "aborted by the operator"
+        assert layer_id("cnn-v2") not in local.state.configurations
+    finally:
+        fleet.stop()
