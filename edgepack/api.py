@@ -47,6 +47,7 @@ __all__ = [
     "regenerate_run_key",
     "kubernetes_manifests", "KubernetesOptions", "deploy_functionapp", "iot_edge_manifest", "profile",
     "fpga_profiles", "fpga_quantize", "fpga_report", "fpga_evaluate",
+    "fleet_model", "fleet_plan", "fleet_start", "fleet_run", "fleet_status", "fleet_control",
 ]
 
 log = logging.getLogger(__name__)
@@ -667,3 +668,82 @@ def fpga_evaluate(home: Home, *, model_ref: str, quantized_ref: str, data_path: 
     result["note"] = ("measured with onnxruntime's CPU provider on this machine; accuracy and latency on the "
                       "accelerator are not verified")
     return result
+
+
+def fleet_model(model: str, *, registry: RegistryOptions | None = None) -> dict[str, Any]:
+    """The agents' desired ``model`` for a model artifact pushed with ``model push`` (read from its manifest).
+
+    Raises:
+        DeployError: no digest. RegistryError: the artifact cannot be read.
+    """
+    model_ref = pinned(model)
+    with _Clients((registry or RegistryOptions()).for_host(model_ref)) as clients:
+        manifest, digest = registry_models.fetch_model_manifest(clients(model_ref), model_ref)
+    return {"version": manifest.version, "digest": digest, "uri": str(model_ref), "sizeBytes": manifest.size}
+
+
+def fleet_plan(home: Home, hub: Any, request: Any, *, now: float) -> dict[str, Any]:
+    """A rollout's first state (its waves), computed from the hub's devices; nothing is sent or recorded.
+
+    Raises:
+        FleetError: the name is in use, or the target matches no device.
+    """
+    from edgepack.fleet import runner
+    from edgepack.fleet.state import RolloutStore
+
+    return runner.plan(hub, RolloutStore(runner.folder(home.root)), request, now)
+
+
+def fleet_start(home: Home, state: dict[str, Any]) -> None:
+    """Record a planned rollout (a name is used once)."""
+    from edgepack.fleet import runner
+    from edgepack.fleet.state import RolloutStore
+
+    RolloutStore(runner.folder(home.root)).create(state["name"], state)
+
+
+def fleet_run(home: Home, hub: Any, name: str, *, poll_s: float = 5.0,
+              progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Drive a recorded rollout to its end under its lease (a restarted controller resumes where it stopped).
+
+    Raises:
+        LeaseHeld: another controller runs it. FleetError: the hub refused a step.
+    """
+    from edgepack.fleet import runner
+    from edgepack.fleet.state import RolloutStore
+
+    return runner.run(hub, RolloutStore(runner.folder(home.root)), name, poll_s=poll_s, progress=progress)
+
+
+def fleet_status(home: Home, name: str | None = None) -> list[dict[str, Any]]:
+    """The recorded state of one rollout, or of every rollout of this home."""
+    from edgepack.fleet import runner
+    from edgepack.fleet.state import RolloutStore
+
+    return runner.status(RolloutStore(runner.folder(home.root)), name)
+
+
+def fleet_control(home: Home, name: str, request: str, *, hub: Any = None, now: float = 0.0) -> str:
+    """``pause``, ``resume`` or ``abort`` a rollout: a running controller is asked through the control file; an
+    abort with none running rolls back at once (``hub`` needed). Returns what was done.
+
+    Raises:
+        FleetError: no such rollout, or an abort with neither a controller nor a hub.
+    """
+    from edgepack.errors import FleetError, LeaseHeld
+    from edgepack.fleet import runner
+    from edgepack.fleet.state import RolloutStore
+
+    store = RolloutStore(runner.folder(home.root))
+    runner.request_control(store, name, request)
+    if request != "abort" or hub is None:
+        return "asked the controller"
+    try:
+        runner.abort_now(hub, store, name, now)
+    except LeaseHeld:
+        return "asked the controller"
+    if (store.folder / f"{name}.control").exists():
+        (store.folder / f"{name}.control").unlink()
+    if not store.load(name).get("layer_deleted"):
+        raise FleetError(f"aborting rollout '{name}': the deployment could not be deleted", hint="Try again.")
+    return "rolled back"

@@ -16,6 +16,7 @@ import click
 from edgepack import __version__
 from edgepack.cli.deploy import deploy
 from edgepack.cli.edge import edge
+from edgepack.cli.fleet import fleet
 from edgepack.cli.fpga import fpga
 from edgepack.cli.images import package_cmd, plan_cmd, push_cmd
 from edgepack.cli.models import model
@@ -34,7 +35,7 @@ def cli(verbose: int) -> None:
 
 
 for command in (model, plan_cmd, package_cmd, push_cmd, run_cmd, stop_cmd, logs_cmd, keys_cmd, deploy, edge, fpga,
-                profile_cmd):
+                fleet, profile_cmd):
     cli.add_command(command)
 
 

@@ -1,0 +1,211 @@
+"""``edgepack fleet``: a model to many IoT Edge devices in health-gated waves, and the rollouts' status."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import click
+
+from edgepack import api
+from edgepack.cli.support import home_from_env, registry_flags, registry_options
+from edgepack.errors import FleetError
+
+
+@click.group("fleet")
+def fleet() -> None:
+    """Roll a model out to IoT Edge devices in waves, gated on what the agents report; pause, resume, abort."""
+
+
+def _hub(local: bool, connection_env: str) -> Any:
+    from edgepack.fleet.hub import HubClient
+
+    if local:
+        from edgepack.devtools.iothub import control
+
+        found = control.endpoints(home_from_env().hub)
+        return HubClient(found.service_connection_string, ca_file=found.ca_file)
+    value = os.environ.get(connection_env)
+    if not value:
+        raise FleetError(f"reaching the hub: '{connection_env}' is not set",
+                         hint=f"Export the hub's service connection string in {connection_env}, or pass --local.")
+    return HubClient(value)
+
+
+def _hub_options(func):
+    func = click.option("--local", is_flag=True, help="The local hub ('edgepack edge hub start').")(func)
+    return click.option("--hub-connection-env", "connection_env", metavar="VAR", default="IOTHUB_CONNECTION_STRING",
+                        show_default=True, help="Variable holding the hub's service connection string.")(func)
+
+
+def _summary(state: dict[str, Any]) -> list[str]:
+    lines = [f"{state['name']}: {state['phase']} (model {state['model'].get('version')} "
+             f"{state['model'].get('digest', '')[:19]}, module {state['module']})"]
+    for wave in state["waves"]:
+        counts = (state.get("counts") or {}).get(str(wave["number"])) or {}
+        shown = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
+        lines.append(f"  wave {wave['number']:>2} {wave['ring'] or '':<8} {len(wave['devices']):>5} devices  "
+                     f"{wave['status']:<9} {shown}")
+    failing = [(d, v["reason"]) for d, v in (state.get("devices") or {}).items() if v["state"] in ("failing", "failed")]
+    for device, reason in failing[:10]:
+        lines.append(f"  {device}: {reason}")
+    if state.get("reason"):
+        lines.append(f"  why: {state['reason']}")
+    return lines
+
+
+class _Lines:
+    """Plain progress lines on stderr: one when a wave changes."""
+
+    def __init__(self) -> None:
+        self.seen: dict[int, str] = {}
+
+    def __call__(self, state: dict[str, Any]) -> None:
+        for wave in state["waves"]:
+            counts = (state.get("counts") or {}).get(str(wave["number"])) or {}
+            mark = f"{wave['status']} {counts.get('healthy', 0)}/{len(wave['devices'])}"
+            if self.seen.get(wave["number"]) != mark and wave["status"] != "waiting":
+                self.seen[wave["number"]] = mark
+                click.echo(f"wave {wave['number']} ({wave['ring'] or 'all'}): {wave['status']}, "
+                           f"{counts.get('healthy', 0)} of {len(wave['devices'])} healthy", err=True)
+
+
+class _Bars:
+    """A progress bar per wave (healthy devices of its size) on a terminal."""
+
+    def __init__(self) -> None:
+        from rich.progress import Progress  # imported lazily: only interactive rollouts draw bars
+
+        self.bar = Progress(transient=False)
+        self.tasks: dict[int, Any] = {}
+        self.bar.start()
+
+    def __call__(self, state: dict[str, Any]) -> None:
+        for wave in state["waves"]:
+            if wave["status"] == "waiting":
+                continue
+            counts = (state.get("counts") or {}).get(str(wave["number"])) or {}
+            if wave["number"] not in self.tasks:
+                self.tasks[wave["number"]] = self.bar.add_task(f"wave {wave['number']} {wave['ring'] or ''}",
+                                                               total=len(wave["devices"]))
+            self.bar.update(self.tasks[wave["number"]], completed=counts.get("healthy", 0),
+                            description=f"wave {wave['number']} {wave['ring'] or ''} {wave['status']}")
+
+    def stop(self) -> None:
+        self.bar.stop()
+
+
+@fleet.command("rollout")
+@click.option("--model", "model", required=True, metavar="REF@DIGEST",
+              help="A model pushed with 'edgepack model push', pinned by digest.")
+@click.option("--name", required=True, help="The rollout's name (lowercase letters, digits, '-'), used once.")
+@click.option("--module", default="edgepack-agent", show_default=True, help="The agent module's name.")
+@click.option("--rings", metavar="LIST", help="Ring tags in order (tags.edgepack.ring), e.g. canary,ring1,all.")
+@click.option("--target-condition", metavar="COND", help="Or the devices of a twin query condition.")
+@click.option("--wave", "wave", default="start=5,factor=2,max=500", show_default=True,
+              help="Devices per wave: start, growth factor, cap.")
+@click.option("--gate", "gate", default="error_rate<0.01", show_default=True,
+              help="What each device must report to count healthy: error_rate, p99_ms, p50_ms, outbox_depth.")
+@click.option("--soak", default="5m", show_default=True, help="How long a wave stays healthy before the next.")
+@click.option("--abort", "abort", default="failed>10%,min=20", show_default=True,
+              help="When a wave fails: the share of failing devices, once this many reported.")
+@click.option("--timeout", default="30m", show_default=True, help="The whole rollout's time limit (then abort).")
+@click.option("--poll", default=5.0, show_default=True, help="Seconds between looks at the hub.")
+@click.option("--dry-run", is_flag=True, help="Print the waves; send and record nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final state as JSON.")
+@_hub_options
+@registry_flags
+def rollout_cmd(model: str, name: str, module: str, rings: str | None, target_condition: str | None, wave: str,
+                gate: str, soak: str, abort: str, timeout: str, poll: float, dry_run: bool, as_json: bool,
+                local: bool, connection_env: str, registry_username: str | None, ca_file: str | None,
+                insecure_http: bool) -> None:
+    """Roll a model out: each wave's devices get it by a hot swap (no image pull), and the next wave starts only
+    once they report it and the gate held for the soak time; a failing wave rolls every device back.
+
+    The same command again (same name and model) resumes a rollout whose controller stopped or was killed,
+    from its last recorded step; one controller acts on a rollout at a time."""
+    from edgepack.fleet import spec
+    from edgepack.fleet.runner import RolloutRequest
+
+    if rings and target_condition:
+        raise click.UsageError("give --rings or --target-condition, not both")
+    request = RolloutRequest(
+        name=spec.check_name(name), model={}, module=module,
+        rings=spec.parse_rings(rings) if rings else None, target_condition=target_condition,
+        wave=spec.parse_wave(wave), gate=spec.parse_gate(gate, shadow=False),
+        soak_s=spec.parse_duration("--soak", soak), abort=spec.parse_abort(abort),
+        timeout_s=spec.parse_duration("--timeout", timeout))
+    desired = api.fleet_model(model, registry=registry_options(registry_username, ca_file, insecure_http))
+    request = RolloutRequest(**{**request.__dict__, "model": desired})
+    home = home_from_env()
+    hub = _hub(local, connection_env)
+    recorded = next((s for s in api.fleet_status(home) if s["name"] == name), None)
+    if recorded is not None and not dry_run and recorded["model"].get("digest") == desired["digest"] \
+            and recorded["phase"] in ("running", "paused"):
+        click.echo(f"resuming rollout '{name}' from its recorded state (step {recorded['steps']})", err=True)
+    else:
+        state = api.fleet_plan(home, hub, request, now=time.time())
+        if dry_run:
+            click.echo(json.dumps(state, indent=2) if as_json else "\n".join(_summary(state)))
+            return
+        api.fleet_start(home, state)
+    draw: Any = _Bars() if sys.stderr.isatty() else _Lines()
+    try:
+        final = api.fleet_run(home, hub, name, poll_s=poll, progress=draw)
+    finally:
+        if isinstance(draw, _Bars):
+            draw.stop()
+    click.echo(json.dumps(final, indent=2) if as_json else "\n".join(_summary(final)))
+    if final["phase"] != "succeeded":
+        sys.exit(3)
+
+
+@fleet.command("status")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the recorded states as JSON.")
+@click.option("--watch", is_flag=True, help="Print again every few seconds until the rollout ends.")
+def status_cmd(name: str | None, as_json: bool, watch: bool) -> None:
+    """Per wave: its ring, devices, status and how many are healthy, pending, failing, failed or offline; the
+    failing devices' reported errors and why a rollout stopped."""
+    while True:
+        states = api.fleet_status(home_from_env(), name)
+        if as_json:
+            click.echo(json.dumps(states if name is None else states[0], indent=2))
+        else:
+            for state in states:
+                click.echo("\n".join(_summary(state)))
+            if not states:
+                click.echo("no rollouts", err=True)
+        if not watch or all(s["phase"] in ("succeeded", "aborted") for s in states):
+            return
+        time.sleep(3)
+
+
+def _control(name: str, request: str, local: bool = False, connection_env: str = "") -> None:
+    hub = _hub(local, connection_env) if request == "abort" and (local or os.environ.get(connection_env)) else None
+    click.echo(f"{name}: {api.fleet_control(home_from_env(), name, request, hub=hub, now=time.time())}")
+
+
+@fleet.command("pause")
+@click.argument("name")
+def pause_cmd(name: str) -> None:
+    """Hold a rollout where it is (no new wave starts) until resumed."""
+    _control(name, "pause")
+
+
+@fleet.command("resume")
+@click.argument("name")
+def resume_cmd(name: str) -> None:
+    """Let a paused rollout go on."""
+    _control(name, "resume")
+
+
+@fleet.command("abort")
+@click.argument("name")
+@_hub_options
+def abort_cmd(name: str, local: bool, connection_env: str) -> None:
+    """Stop a rollout and roll every device back to the model it had (its deployment is deleted)."""
+    _control(name, "abort", local, connection_env)
