@@ -31,6 +31,7 @@ from device_agents.fetch import Fetcher
 from device_agents.models import ModelStore, ModelSwapper
 from device_agents.queues import Envelope, Queues
 from device_agents.scoring import MAX_BATCH, score_messages
+from device_agents.shadow import ShadowStats
 from device_agents.stats import Stats
 
 log = logging.getLogger("device_agents")
@@ -108,6 +109,12 @@ class Agent:
         self.runtime, self.queues, self.settings = runtime, queues, settings
         self.models = ModelSwapper(runtime, ModelStore(os.path.join(settings.state_dir, "models")),
                                    install=self._use, changed=self._report_now, fetcher=self._fetcher)
+        # A candidate model scoring beside the serving one (the twin's desired ``shadow``; see device_agents.shadow)
+        self.shadow = ModelSwapper(runtime, ModelStore(os.path.join(settings.state_dir, "models-shadow")),
+                                   install=self._use_shadow, changed=self._report_now, fetcher=self._fetcher)
+        self.shadow_runtime: Runtime | None = None
+        self.shadow_wanted = False
+        self.shadow_stats = ShadowStats()
         self._new_client = new_client
         self.client: Any = None
         self.gate = AckGate(lambda: queues.inbox_full, store=self._store_input)
@@ -130,6 +137,7 @@ class Agent:
         the SDK handlers and connects, retrying until the hub answers."""
         self.runtime = self.models.restore(self.runtime)
         self.models.start()
+        self.shadow.start()
         self._attach()
         self._twin_wanted.set()
         for name, loop in (("scorer", self._score_loop), ("sender", self._send_loop),
@@ -149,6 +157,7 @@ class Agent:
             event.set()
         self.gate.room()
         self.models.stop()
+        self.shadow.stop()
         for thread in self._threads:
             thread.join(timeout)
         try:
@@ -160,6 +169,12 @@ class Agent:
     def _use(self, runtime: Runtime) -> None:
         """Score with ``runtime`` from the next batch on (a batch being scored finishes on the old one)."""
         self.runtime = runtime
+        self.stats.new_window()  # the error rate and p99 a rollout's gate reads are the new model's
+
+    def _use_shadow(self, runtime: Runtime) -> None:
+        """Score every input with ``runtime`` too, from the next batch on, and compare."""
+        self.shadow_stats.reset()
+        self.shadow_runtime = runtime
 
     def _fetcher(self, stop: threading.Event) -> Fetcher:
         s = self.settings
@@ -249,13 +264,21 @@ class Agent:
         return 404, {"error": f"no method '{name}'; the agent has ping, stats, score and rollback"}
 
     # -- desired state
-    def _apply_desired(self, desired: dict[str, Any]) -> None:
+    def _apply_desired(self, desired: dict[str, Any], *, full: bool = False) -> None:
+        """Apply desired properties: a patch, or (``full``) the whole desired document of a twin read."""
         version = int(desired.get("$version", 0) or 0)
         if version and version <= self.desired_version:
             return  # seen already (the twin read after a reconnect repeats what patches brought)
         self.desired_version = version
         if "model" in desired:
             self.models.want(desired["model"])
+        if desired.get("shadow") is not None:
+            self.shadow_wanted = True
+            self.shadow.want(desired["shadow"])
+        elif self.shadow_wanted and ("shadow" in desired or full):  # ended: null in a patch, absent from the twin
+            self.shadow_wanted, self.shadow_runtime = False, None
+            self.shadow.forget()
+            self.shadow_stats.reset()
         log.info("desired properties version %d applied", version)
         self._report_now()
 
@@ -309,7 +332,7 @@ class Agent:
             self._stop.wait(1.0)
             self._twin_wanted.set()
             return
-        self._apply_desired(twin.get("desired") or {})
+        self._apply_desired(twin.get("desired") or {}, full=True)
         if self.status == "starting":
             self.status = "running"
             self._report_now()
@@ -323,6 +346,11 @@ class Agent:
                 continue
             scored = score_messages(self.runtime, batch, module_input=self.settings.module_input,
                                     output=self.settings.module_output)
+            candidate = self.shadow_runtime
+            if candidate is not None and self.shadow.current.digest != self.models.current.digest:
+                self.shadow_stats.compare(scored, score_messages(candidate, batch,
+                                                                 module_input=self.settings.module_input,
+                                                                 output=self.settings.module_output))
             dropped = self.queues.settle(batch, [s.result for s in scored])
             if dropped:
                 log.warning("the outbox is full: dropped the %d oldest results (%d in all)", dropped,
@@ -380,7 +408,16 @@ class Agent:
                 "status": self.status, "lastError": self.last_error, "desiredVersion": self.desired_version,
                 **self.stats.snapshot(), "outboxDepth": depth, "outboxBytes": depth_bytes,
                 "inboxDepth": self.queues.input_depth, "dropped": self.queues.dropped,
-                "sessionsLost": self.sessions_lost, "ackAfterStore": self.gate.installed}
+                "sessionsLost": self.sessions_lost, "ackAfterStore": self.gate.installed,
+                "shadow": self._shadow_report()}
+
+    def _shadow_report(self) -> dict[str, Any] | None:
+        """The candidate's part of the reported properties (None, which deletes it, when there is none)."""
+        if not self.shadow_wanted:
+            return None
+        current = self.shadow.current
+        return {"version": current.version if current.digest else None, "digest": current.digest or None,
+                "status": self.shadow.status, "lastError": self.shadow.last_error, **self.shadow_stats.snapshot()}
 
     def _report_now(self) -> None:
         """Ask the reporter for a report now (never blocks: SDK handler threads call it)."""

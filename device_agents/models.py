@@ -224,6 +224,12 @@ class ModelSwapper:
             self._thread.join(10)
 
     # -- requests (any thread; never block)
+    def forget(self) -> None:
+        """Drop the wanted model and what was installed (a shadow that ended): the next want() starts afresh."""
+        with self._lock:
+            self._desired, self.current, self.previous = None, self.baked, None
+            self.status, self.last_error = "serving", ""
+
     def want(self, value: Any) -> None:
         """The twin's desired ``model`` (None: keep what serves)."""
         if value is None:

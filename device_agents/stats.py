@@ -19,6 +19,12 @@ class Stats:
         self._latencies: deque[float] = deque(maxlen=window)
         self._recent: deque[bool] = deque(maxlen=window)
 
+    def new_window(self) -> None:
+        """Start the error rate and latency windows afresh (a new model serves: what they say is its own)."""
+        with self._lock:
+            self._latencies.clear()
+            self._recent.clear()
+
     def received(self) -> None:
         with self._lock:
             self.messages_in += 1

@@ -70,6 +70,29 @@ def runtime_config(tmp_path) -> Path:
     return path
 
 
+# An input the agent probes a new model with (the sample model takes rows of 4 floats).
+SAMPLE = {"data": [[0.5, -0.5, 0.25, 1.0]]}
+
+
+@pytest.fixture
+def sampled_config(runtime_config):
+    """The sample runtime.json with an input sample: the agent probes a new model with it."""
+    data = json.loads(runtime_config.read_text())
+    data["input_sample"] = SAMPLE
+    runtime_config.write_text(json.dumps(data))
+    return runtime_config
+
+
+@pytest.fixture
+def models():
+    """A loopback HTTP model server (byte ranges, cut connections) for the agent to fetch models from."""
+    from tests.agent.modelserver import ModelServer
+
+    server = ModelServer()
+    yield server
+    server.close()
+
+
 @pytest.fixture
 def start_agent(hub, tmp_path):
     """Starts an agent in this process for a runtime.json (state in ``state``, or ``tmp_path/state``) and waits

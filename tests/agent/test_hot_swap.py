@@ -19,23 +19,6 @@ pytestmark = [
     pytest.mark.integration,
     pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
 ]
-SAMPLE = {"data": [[0.5, -0.5, 0.25, 1.0]]}
-
-
-@pytest.fixture
-def models():
-    server = ModelServer()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def sampled_config(runtime_config):
-    """The sample runtime.json with an input sample: the agent probes a new model with it."""
-    data = json.loads(runtime_config.read_text())
-    data["input_sample"] = SAMPLE
-    runtime_config.write_text(json.dumps(data))
-    return runtime_config
 
 
 def _offer(server: ModelServer, tmp_path, name: str, *, seed: int, **kw) -> tuple[dict, bytes]:
