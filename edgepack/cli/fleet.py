@@ -108,18 +108,23 @@ class _Bars:
 @click.option("--wave", "wave", default="start=5,factor=2,max=500", show_default=True,
               help="Devices per wave: start, growth factor, cap.")
 @click.option("--gate", "gate", default="error_rate<0.01", show_default=True,
-              help="What each device must report to count healthy: error_rate, p99_ms, p50_ms, outbox_depth.")
+              help="What each device must report to count healthy: error_rate, p99_ms, p50_ms, outbox_depth; with "
+                   "--shadow also agreement and shadow_p99_ms.")
 @click.option("--soak", default="5m", show_default=True, help="How long a wave stays healthy before the next.")
 @click.option("--abort", "abort", default="failed>10%,min=20", show_default=True,
               help="When a wave fails: the share of failing devices, once this many reported.")
 @click.option("--timeout", default="30m", show_default=True, help="The whole rollout's time limit (then abort).")
+@click.option("--shadow", metavar="DURATION",
+              help="First score beside the served model this long on each wave (its answers are not sent), and "
+                   "serve it only if the gate's agreement held.")
 @click.option("--poll", default=5.0, show_default=True, help="Seconds between looks at the hub.")
 @click.option("--dry-run", is_flag=True, help="Print the waves; send and record nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final state as JSON.")
 @_hub_options
 @registry_flags
 def rollout_cmd(model: str, name: str, module: str, rings: str | None, target_condition: str | None, wave: str,
-                gate: str, soak: str, abort: str, timeout: str, poll: float, dry_run: bool, as_json: bool,
+                gate: str, soak: str, abort: str, timeout: str, shadow: str | None, poll: float, dry_run: bool,
+                as_json: bool,
                 local: bool, connection_env: str, registry_username: str | None, ca_file: str | None,
                 insecure_http: bool) -> None:
     """Roll a model out: each wave's devices get it by a hot swap (no image pull), and the next wave starts only
@@ -135,9 +140,10 @@ def rollout_cmd(model: str, name: str, module: str, rings: str | None, target_co
     request = RolloutRequest(
         name=spec.check_name(name), model={}, module=module,
         rings=spec.parse_rings(rings) if rings else None, target_condition=target_condition,
-        wave=spec.parse_wave(wave), gate=spec.parse_gate(gate, shadow=False),
+        wave=spec.parse_wave(wave), gate=spec.parse_gate(gate, shadow=shadow is not None),
         soak_s=spec.parse_duration("--soak", soak), abort=spec.parse_abort(abort),
-        timeout_s=spec.parse_duration("--timeout", timeout))
+        timeout_s=spec.parse_duration("--timeout", timeout),
+        shadow_s=spec.parse_duration("--shadow", shadow) if shadow is not None else 0.0)
     desired = api.fleet_model(model, registry=registry_options(registry_username, ca_file, insecure_http))
     request = RolloutRequest(**{**request.__dict__, "model": desired})
     home = home_from_env()

@@ -8,9 +8,12 @@ immutable). Aborting deletes the layer: every device falls back to the layer (or
 last good model. Earlier rollouts keep their own tags, so they stay the fallback until a later rollout has
 reached all of their devices; then their layers are deleted (the hub holds at most 100 configurations).
 
-A wave is promoted once each of its devices is healthy or offline (at least one healthy) and that has held for
-the soak time; it fails when failing and failed devices pass the abort share once enough have reported.
-Offline devices are never counted healthy: they show as pending, and get the model when they are back.
+With ``--shadow``, a second layer puts the model beside the served one (the agents' desired ``shadow``): a
+wave's devices first get that layer's tag, and only once they agreed with the served model (the gate's agreement
+and shadow latency) for the shadow time do they get the serving tag. A wave is promoted once each of its devices
+is healthy or offline (at least one healthy) and that has held for the soak time; it fails when failing and
+failed devices pass the abort share once enough have reported. Offline devices are never counted healthy: they
+show as pending, and get the model when they are back.
 """
 
 from __future__ import annotations
@@ -34,9 +37,14 @@ def layer_id(name: str) -> str:
     return f"{LAYER_PREFIX}{name}"
 
 
+def shadow_layer_id(name: str) -> str:
+    """The layered deployment that puts the model beside the served one (``--shadow``)."""
+    return f"{LAYER_PREFIX}{name}-shadow"
+
+
 @dataclass(frozen=True)
 class Step:
-    """One thing to do on the hub. ``kind``: create-layer, tag, delete-layer."""
+    """One thing to do on the hub. ``kind``: create-layer, create-shadow-layer, shadow-tag, tag, delete-layer."""
 
     kind: str
     wave: int = 0
@@ -58,11 +66,16 @@ def decide(state: dict[str, Any], views: dict[str, DeviceView], now: float) -> t
     ``state`` holds ``spec`` (soak, timeout, abort share and minimum), ``waves`` (number, devices, status:
     waiting, applying, promoted, failed), ``phase``, ``started``, ``layer_created``, ``reason``."""
     state = {**state, "waves": [dict(w) for w in state["waves"]]}
+    if state["phase"] == ABORTED and not state.get("layer_deleted"):
+        return state, rollback_steps(state)  # again after a restart: deleting is idempotent
     if state["phase"] != RUNNING:
         return state, []
     spec = state["spec"]
+    shadow = bool(spec.get("shadow_s"))
     if not state.get("layer_created"):
         return state, [Step("create-layer", layer=layer_id(state["name"]))]
+    if shadow and not state.get("shadow_layer_created"):
+        return state, [Step("create-shadow-layer", layer=shadow_layer_id(state["name"]))]
     if now - state["started"] > spec["timeout_s"]:
         return _abort(state, f"the rollout timed out after {spec['timeout_s']:g} s")
     current = next((w for w in state["waves"] if w["status"] != "promoted"), None)
@@ -70,7 +83,8 @@ def decide(state: dict[str, Any], views: dict[str, DeviceView], now: float) -> t
         state["phase"], state["finished"] = SUCCEEDED, now
         return state, []
     if current["status"] == "waiting":
-        return state, [Step("tag", wave=current["number"], devices=tuple(current["devices"]))]
+        return state, [Step("shadow-tag" if shadow else "tag", wave=current["number"],
+                            devices=tuple(current["devices"]))]
     counts = wave_counts(current, views)
     reported = counts[HEALTHY] + counts[FAILING] + counts[FAILED]
     bad = counts[FAILING] + counts[FAILED]
@@ -87,6 +101,10 @@ def decide(state: dict[str, Any], views: dict[str, DeviceView], now: float) -> t
         return state, []
     if current.get("soak_since") is None:
         current["soak_since"] = now
+    if current["status"] == "shadowing":  # agreed long enough beside the served model: now it serves
+        if now - current["soak_since"] >= spec["shadow_s"]:
+            return state, [Step("tag", wave=current["number"], devices=tuple(current["devices"]))]
+        return state, []
     if now - current["soak_since"] >= spec["soak_s"]:
         current["status"], current["promoted"] = "promoted", now
         current["offline_at_promotion"] = counts[OFFLINE]
@@ -96,7 +114,13 @@ def decide(state: dict[str, Any], views: dict[str, DeviceView], now: float) -> t
 
 def _abort(state: dict[str, Any], reason: str) -> tuple[dict[str, Any], list[Step]]:
     state["phase"], state["reason"] = ABORTED, reason
-    return state, [Step("delete-layer", layer=layer_id(state["name"]))]
+    return state, rollback_steps(state)
+
+
+def rollback_steps(state: dict[str, Any]) -> list[Step]:
+    """What rolls a rollout back: its deployments deleted (the shadow's first, so none serves a moment)."""
+    steps = [Step("delete-layer", layer=shadow_layer_id(state["name"]))] if state["spec"].get("shadow_s") else []
+    return steps + [Step("delete-layer", layer=layer_id(state["name"]))]
 
 
 def step_done(state: dict[str, Any], step: Step, now: float) -> dict[str, Any]:
@@ -104,10 +128,13 @@ def step_done(state: dict[str, Any], step: Step, now: float) -> dict[str, Any]:
     state = {**state, "waves": [dict(w) for w in state["waves"]], "steps": state.get("steps", 0) + 1}
     if step.kind == "create-layer":
         state["layer_created"] = True
-    elif step.kind == "tag":
+    elif step.kind == "create-shadow-layer":
+        state["shadow_layer_created"] = True
+    elif step.kind in ("tag", "shadow-tag"):
         for wave in state["waves"]:
             if wave["number"] == step.wave:
-                wave["status"], wave["tagged"] = "applying", now
-    elif step.kind == "delete-layer":
+                wave["status"] = "applying" if step.kind == "tag" else "shadowing"
+                wave["soak_since"], wave[f"{step.kind}ged"] = None, now
+    elif step.kind == "delete-layer" and step.layer == layer_id(state["name"]):
         state["layer_deleted"] = True
     return state

@@ -11,9 +11,10 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from edgepack.fleet.spec import GATE_METRICS, Condition, WavePolicy
+from edgepack.fleet.spec import GATE_METRICS, SHADOW_METRICS, Condition, WavePolicy
 
 PENDING, HEALTHY, FAILING, FAILED, OFFLINE = "pending", "healthy", "failing", "failed", "offline"
+MIN_COMPARED = 20  # inputs a shadow must have scored before its agreement counts
 
 
 @dataclass(frozen=True)
@@ -87,3 +88,33 @@ def view_device(device: str, report: dict[str, Any] | None, *, digest: str, gate
     if problems:
         return DeviceView(device, FAILING, "; ".join(problems))
     return DeviceView(device, HEALTHY)
+
+
+def split_gate(gate: tuple[Condition, ...]) -> tuple[tuple[Condition, ...], tuple[Condition, ...]]:
+    """The gate's conditions on the served model, and those on a shadow (agreement, shadow latency)."""
+    return (tuple(c for c in gate if c.metric not in SHADOW_METRICS),
+            tuple(c for c in gate if c.metric in SHADOW_METRICS))
+
+
+def view_shadow(device: str, report: dict[str, Any] | None, *, digest: str, gate: tuple[Condition, ...],
+                connected: bool) -> DeviceView:
+    """Where ``device`` stands while the model scores beside the served one: ``failed`` when the agent refused
+    it, ``pending`` until it compared ``MIN_COMPARED`` inputs, then ``healthy`` or ``failing`` by the shadow
+    conditions of the gate (agreement, shadow_p99_ms)."""
+    if not connected:
+        return DeviceView(device, OFFLINE, "not connected")
+    shadow = (report or {}).get("shadow") or {}
+    if shadow.get("digest") != digest:
+        if shadow.get("status") == "failed":
+            return DeviceView(device, FAILED, str(shadow.get("lastError") or "the agent refused the model"))
+        return DeviceView(device, PENDING, "loading the model beside the served one")
+    if (shadow.get("compared") or 0) < MIN_COMPARED:
+        return DeviceView(device, PENDING, f"{shadow.get('compared') or 0} inputs compared so far")
+    problems = []
+    for condition in gate:
+        measured = _metric(report or {}, condition.metric)
+        if measured is None:
+            return DeviceView(device, PENDING, f"{condition.metric} not reported yet")
+        if not condition.holds(float(measured)):
+            problems.append(f"{condition.metric} {measured:g} (gate {condition})")
+    return DeviceView(device, FAILING, "; ".join(problems)) if problems else DeviceView(device, HEALTHY)

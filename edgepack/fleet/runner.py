@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edgepack.errors import FleetError
-from edgepack.fleet.controller import (ABORTED, PAUSED, RUNNING, SUCCEEDED, Step, decide, layer_id, step_done,
-                                       tag_key, wave_counts)
+from edgepack.fleet.controller import (ABORTED, PAUSED, RUNNING, SUCCEEDED, Step, decide, layer_id,
+                                       rollback_steps, step_done, tag_key, wave_counts)
 from edgepack.fleet.hub import HubClient
-from edgepack.fleet.plan import view_device, plan_waves
+from edgepack.fleet.plan import plan_waves, split_gate, view_device, view_shadow
 from edgepack.fleet.spec import AbortPolicy, Condition, WavePolicy
 from edgepack.fleet.state import RolloutStore
 
@@ -39,6 +39,7 @@ class RolloutRequest:
     soak_s: float
     abort: AbortPolicy
     timeout_s: float
+    shadow_s: float = 0.0  # with it, the model first scores beside the served one this long per wave
 
 
 def _condition(request: RolloutRequest) -> str:
@@ -66,11 +67,12 @@ def plan(hub: HubClient, store: RolloutStore, request: RolloutRequest, now: floa
         raise FleetError(f"starting rollout '{request.name}': the target matches no IoT Edge device "
                          f"({_condition(request)})", hint="Check --rings or --target-condition against the twins' "
                                                           "tags (tags.edgepack.ring).")
-    priority = max([int(c.priority or 0) for c in hub.layers()] + [0]) + 1
-    return {"name": request.name, "phase": RUNNING, "started": now, "priority": priority,
+    top = max([int(c.priority or 0) for c in hub.layers()] + [0])
+    return {"name": request.name, "phase": RUNNING, "started": now,
+            "priority": top + (2 if request.shadow_s else 1), "shadow_priority": top + 1,
             "model": request.model, "module": request.module, "key": tag_key(request.name),
             "gate": [asdict(c) for c in request.gate],
-            "spec": {"soak_s": request.soak_s, "timeout_s": request.timeout_s,
+            "spec": {"soak_s": request.soak_s, "timeout_s": request.timeout_s, "shadow_s": request.shadow_s,
                      "abort_share": request.abort.failed_share, "abort_min": request.abort.min_devices,
                      "condition": _condition(request), "rings": list(request.rings or [])},
             "waves": [{"number": w.number, "ring": w.ring, "devices": list(w.devices), "status": "waiting",
@@ -79,16 +81,45 @@ def plan(hub: HubClient, store: RolloutStore, request: RolloutRequest, now: floa
 
 
 def _execute(hub: HubClient, state: dict[str, Any], step: Step) -> None:
+    labels = {"edgepack-rollout": state["name"], "edgepack-module": state["module"]}
     if step.kind == "create-layer":
-        content = {"$edgeAgent": {}, state["module"]: {"properties.desired.model": state["model"]}}
-        hub.create_layer(step.layer, content, target_condition=f"IS_DEFINED(tags.edgepack.rollouts.{state['key']})",
-                         priority=state["priority"], labels={"edgepack-rollout": state["name"],
-                                                             "edgepack-module": state["module"]})
-    elif step.kind == "tag":
+        desired: dict[str, Any] = {"properties.desired.model": state["model"]}
+        if state["spec"].get("shadow_s"):
+            desired["properties.desired.shadow"] = None  # serving it ends its shadow
+        hub.create_layer(step.layer, {"$edgeAgent": {}, state["module"]: desired},
+                         target_condition=f"IS_DEFINED(tags.edgepack.rollouts.{state['key']})",
+                         priority=state["priority"], labels=labels)
+    elif step.kind == "create-shadow-layer":
+        hub.create_layer(step.layer, {"$edgeAgent": {}, state["module"]: {"properties.desired.shadow": state["model"]}},
+                         target_condition=f"IS_DEFINED(tags.edgepack.rollouts.{state['key']}_shadow)",
+                         priority=state["shadow_priority"], labels={**labels, "edgepack-shadow": "true"})
+    elif step.kind in ("tag", "shadow-tag"):
+        key = state["key"] + ("_shadow" if step.kind == "shadow-tag" else "")
         for device in step.devices:
-            hub.tag(device, {"edgepack": {"rollouts": {state["key"]: step.wave}}})
+            hub.tag(device, {"edgepack": {"rollouts": {key: step.wave}}})
     elif step.kind == "delete-layer":
         hub.delete_layer(step.layer)
+
+
+def _send(hub: HubClient, store: RolloutStore, state: dict[str, Any], steps: list[Step],
+          clock: Callable[[], float]) -> dict[str, Any]:
+    """Send ``steps`` in order, each recorded as pending before it goes and cleared after."""
+    for step in steps:
+        state["pending"] = {**asdict(step), "devices": list(step.devices)}
+        store.save(state["name"], state)
+        _execute(hub, state, step)
+        state = {**step_done(state, step, clock()), "pending": None}
+        store.save(state["name"], state)
+    return state
+
+
+def _views(state: dict[str, Any], reports: dict[str, Any]) -> dict[str, Any]:
+    serving, shadowing = split_gate(tuple(Condition(**c) for c in state["gate"]))
+    in_shadow = {d for w in state["waves"] if w["status"] == "shadowing" for d in w["devices"]}
+    digest = state["model"]["digest"]
+    return {d: (view_shadow(d, r.reported, digest=digest, gate=shadowing, connected=r.connected) if d in in_shadow
+                else view_device(d, r.reported, digest=digest, gate=serving, connected=r.connected))
+            for d, r in reports.items()}
 
 
 def _control(store: RolloutStore, name: str) -> str | None:
@@ -148,24 +179,13 @@ def run(hub: HubClient, store: RolloutStore, name: str, *, poll_s: float = 2.0, 
             elif request == "resume" and state["phase"] == PAUSED:
                 state["phase"] = RUNNING
             elif request == "abort" and state["phase"] != ABORTED:
-                state.update(phase=ABORTED, reason="aborted by the operator",
-                             pending={**asdict(Step("delete-layer", layer=layer_id(name))), "devices": []})
+                state.update(phase=ABORTED, reason="aborted by the operator")
             if state.get("pending"):
                 step = Step(**{**state["pending"], "devices": tuple(state["pending"]["devices"])})
-                _execute(hub, state, step)
-                state = {**step_done(state, step, clock()), "pending": None}
-                store.save(name, state)
-            reports = hub.module_reports(state["module"])
-            gate = tuple(Condition(**c) for c in state["gate"])
-            views = {d: view_device(d, r.reported, digest=state["model"]["digest"], gate=gate, connected=r.connected)
-                     for d, r in reports.items()}
+                state = _send(hub, store, state, [step], clock)
+            views = _views(state, hub.module_reports(state["module"]))
             state, steps = decide(state, views, clock())
-            for step in steps:
-                state["pending"] = {**asdict(step), "devices": list(step.devices)}
-                store.save(name, state)
-                _execute(hub, state, step)
-                state = {**step_done(state, step, clock()), "pending": None}
-                store.save(name, state)
+            state = _send(hub, store, state, steps, clock)
             state["devices"] = {d: {"state": v.state, "reason": v.reason} for d, v in views.items()
                                 if any(d in w["devices"] for w in state["waves"])}
             state["counts"] = {str(w["number"]): wave_counts(w, views) for w in state["waves"]}
@@ -176,7 +196,7 @@ def run(hub: HubClient, store: RolloutStore, name: str, *, poll_s: float = 2.0, 
             store.save(name, state)
             if progress is not None:
                 progress(state)
-            if state["phase"] in (SUCCEEDED, ABORTED) and not state.get("pending"):
+            if state["phase"] == SUCCEEDED or (state["phase"] == ABORTED and state.get("layer_deleted")):
                 return state
             if until is not None and until(state):
                 return state
@@ -190,23 +210,17 @@ def status(store: RolloutStore, name: str | None = None) -> list[dict[str, Any]]
 
 
 def abort_now(hub: HubClient, store: RolloutStore, name: str, now: float) -> dict[str, Any]:
-    """Roll a rollout back with no controller running: delete its deployment, record why.
+    """Roll a rollout back with no controller running: delete its deployments, record why.
 
     Raises:
         LeaseHeld: a controller runs it (ask it with the control file instead).
     """
     with store.lease(name):
         state = store.load(name)
-        if state["phase"] in (SUCCEEDED, ABORTED) and state.get("layer_deleted"):
+        if state["phase"] == ABORTED and state.get("layer_deleted"):
             return state
-        step = Step("delete-layer", layer=layer_id(name))
-        state.update(pending={**asdict(step), "devices": []}, phase=ABORTED,
-                     reason=state.get("reason") or "aborted by the operator")
-        store.save(name, state)
-        _execute(hub, state, step)
-        state = {**step_done(state, step, now), "pending": None}
-        store.save(name, state)
-        return state
+        state.update(phase=ABORTED, reason=state.get("reason") or "aborted by the operator")
+        return _send(hub, store, state, rollback_steps(state), lambda: now)
 
 
 def folder(home: Path) -> Path:

@@ -20,6 +20,7 @@ class Fleet:
     def __init__(self, hub: LocalHub, count: int, canary: int) -> None:
         self.hub, self.devices = hub, [f"dev-{i:03}" for i in range(count)]
         self.error_rate: dict[str, float] = {}
+        self.agreement: dict[str, float] = {}  # a shadow's agreement with the served model, per digest
         self.offline: set[str] = set()
         self._stop = threading.Event()
         for i, device in enumerate(self.devices):
@@ -45,9 +46,13 @@ class Fleet:
                 self.hub.state.set_connected(device, AGENT, online)
                 if online:
                     digest = self.desired(device).get("digest")
+                    desired = self.hub.state.twin(device, AGENT)["properties"]["desired"]
+                    shadow = (desired.get("shadow") or {}).get("digest")
                     self.hub.state.patch_reported(device, AGENT, {"edgepack": {
                         "model": {"digest": digest, "status": "serving"},
-                        "errorRate": self.error_rate.get(digest, 0.0), "p99Ms": 4.0}})
+                        "errorRate": self.error_rate.get(digest, 0.0), "p99Ms": 4.0,
+                        "shadow": {"digest": shadow, "status": "serving", "compared": 50,
+                                   "agreement": self.agreement.get(shadow, 1.0), "p99Ms": 5.0} if shadow else None}})
             time.sleep(0.02)
 
     def stop(self) -> None:

@@ -138,3 +138,28 @@ def test_abort_with_no_controller_rolls_back(local, tmp_path):
         assert layer_id("cnn-v2") not in local.state.configurations
     finally:
         fleet.stop()
+
+
+def test_shadow_mode_serves_only_a_model_that_agrees(local, tmp_path):
+    fleet = Fleet(local, 10, canary=2)
+    store = RolloutStore(tmp_path / "fleet")
+    gate = parse_gate("error_rate<0.05,agreement>0.98", shadow=True)
+    try:
+        fleet.agreement[V2["digest"]] = 0.7  # answers differently on live inputs
+        client = _start(local, store, _request(name="disagrees", gate=gate, shadow_s=0.2))
+        state = runner.run(client, store, "disagrees", poll_s=0.05)
+        assert state["phase"] == ABORTED and "agreement 0.7 (gate agreement>0.98)" in state["reason"]
+        assert state["waves"][0]["status"] == "failed"
+        assert all(fleet.desired(d) == V1 for d in fleet.devices)  # it never served anywhere
+        assert not [c for c in local.state.configurations if c.startswith(layer_id("disagrees"))]
+
+        fleet.agreement[V2["digest"]] = 1.0
+        client = _start(local, store, _request(name="agrees", gate=gate, shadow_s=0.2))
+        state = runner.run(client, store, "agrees", poll_s=0.05)
+        assert state["phase"] == SUCCEEDED, state["reason"]
+        assert all(w.get("shadow-tagged") and w.get("tagged") for w in state["waves"])
+        assert all(fleet.desired(d) == V2 for d in fleet.devices)
+        shadows = [local.state.twin(d, AGENT)["properties"]["desired"].get("shadow") for d in fleet.devices]
+        assert shadows == [None] * len(fleet.devices)  # serving it ended the shadow
+    finally:
+        fleet.stop()
