@@ -78,6 +78,12 @@ def view_device(device: str, report: dict[str, Any] | None, *, digest: str, gate
         if model.get("status") == "failed" and model.get("desiredDigest") == digest:
             return DeviceView(device, FAILED, str(model.get("lastError") or "the agent refused the model"))
         return DeviceView(device, PENDING, f"serving {model.get('digest') or 'the image model'}")
+    return _judge(device, report, gate)
+
+
+def _judge(device: str, report: dict[str, Any] | None, gate: tuple[Condition, ...]) -> DeviceView:
+    """``healthy`` when every condition holds, ``failing`` naming those that do not, ``pending`` while one is
+    not reported yet."""
     problems = []
     for condition in gate:
         measured = _metric(report or {}, condition.metric)
@@ -85,9 +91,7 @@ def view_device(device: str, report: dict[str, Any] | None, *, digest: str, gate
             return DeviceView(device, PENDING, f"{condition.metric} not reported yet")
         if not condition.holds(float(measured)):
             problems.append(f"{condition.metric} {measured:g} (gate {condition})")
-    if problems:
-        return DeviceView(device, FAILING, "; ".join(problems))
-    return DeviceView(device, HEALTHY)
+    return DeviceView(device, FAILING, "; ".join(problems)) if problems else DeviceView(device, HEALTHY)
 
 
 def split_gate(gate: tuple[Condition, ...]) -> tuple[tuple[Condition, ...], tuple[Condition, ...]]:
@@ -110,11 +114,4 @@ def view_shadow(device: str, report: dict[str, Any] | None, *, digest: str, gate
         return DeviceView(device, PENDING, "loading the model beside the served one")
     if (shadow.get("compared") or 0) < MIN_COMPARED:
         return DeviceView(device, PENDING, f"{shadow.get('compared') or 0} inputs compared so far")
-    problems = []
-    for condition in gate:
-        measured = _metric(report or {}, condition.metric)
-        if measured is None:
-            return DeviceView(device, PENDING, f"{condition.metric} not reported yet")
-        if not condition.holds(float(measured)):
-            problems.append(f"{condition.metric} {measured:g} (gate {condition})")
-    return DeviceView(device, FAILING, "; ".join(problems)) if problems else DeviceView(device, HEALTHY)
+    return _judge(device, report, gate)
