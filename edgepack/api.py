@@ -724,26 +724,30 @@ def fleet_status(home: Home, name: str | None = None) -> list[dict[str, Any]]:
 
 
 def fleet_control(home: Home, name: str, request: str, *, hub: Any = None, now: float = 0.0) -> str:
-    """``pause``, ``resume`` or ``abort`` a rollout: a running controller is asked through the control file; an
-    abort with none running rolls back at once (``hub`` needed). Returns what was done.
+    """``pause``, ``resume`` or ``abort`` a rollout: a running controller is asked through the control file (a
+    stopped one reads it when started again); an abort with none running rolls back at once on ``hub``. Returns
+    what was done.
 
     Raises:
-        FleetError: no such rollout, or an abort with neither a controller nor a hub.
+        FleetError: no such rollout, or an abort with no controller running and no hub to roll back on.
     """
     from edgepack.errors import FleetError, LeaseHeld
     from edgepack.fleet import runner
     from edgepack.fleet.state import RolloutStore
 
     store = RolloutStore(runner.folder(home.root))
+    store.load(name)  # names a missing rollout
+    if request == "abort":
+        try:
+            if hub is None:
+                with store.lease(name):
+                    pass
+                raise FleetError(f"aborting rollout '{name}': no controller is running it, and no hub was named "
+                                 "to roll back on", hint="Pass --local, or set the variable --hub-connection-env "
+                                                         "names to the hub's connection string.")
+            runner.abort_now(hub, store, name, now)
+            return "rolled back"
+        except LeaseHeld:
+            pass
     runner.request_control(store, name, request)
-    if request != "abort" or hub is None:
-        return "asked the controller"
-    try:
-        runner.abort_now(hub, store, name, now)
-    except LeaseHeld:
-        return "asked the controller"
-    if (store.folder / f"{name}.control").exists():
-        (store.folder / f"{name}.control").unlink()
-    if not store.load(name).get("layer_deleted"):
-        raise FleetError(f"aborting rollout '{name}': the deployment could not be deleted", hint="Try again.")
-    return "rolled back"
+    return "asked the controller"

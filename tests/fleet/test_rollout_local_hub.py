@@ -163,3 +163,18 @@ def test_shadow_mode_serves_only_a_model_that_agrees(local, tmp_path):
         assert shadows == [None] * len(fleet.devices)  # serving it ended the shadow
     finally:
         fleet.stop()
+
+
+def test_pause_holds_the_next_wave_and_resume_goes_on(local, tmp_path):
+    fleet = Fleet(local, 10, canary=2)
+    store = RolloutStore(tmp_path / "fleet")
+    try:
+        client = _start(local, store, _request())
+        runner.request_control(store, "cnn-v2", "pause")
+        state = runner.run(client, store, "cnn-v2", poll_s=0.05, until=lambda s: s["phase"] == "paused")
+        assert state["phase"] == "paused" and state["waves"][0]["status"] == "waiting"
+        assert not any("rollouts" in (local.state.twin(d)["tags"].get("edgepack") or {}) for d in fleet.devices)
+        runner.request_control(store, "cnn-v2", "resume")
+        assert runner.run(client, store, "cnn-v2", poll_s=0.05)["phase"] == SUCCEEDED
+    finally:
+        fleet.stop()

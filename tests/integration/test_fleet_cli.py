@@ -66,6 +66,8 @@ def test_rollout_status_and_refusals(hub, dev_registry, capsys):
             code, out, err = run_cli(["fleet", "rollout", *FAST, *args], capsys)
             assert code == 1 and text in err and "hint:" in err and "Traceback" not in err, (args, err)
         assert json.dumps(hub.state.configurations, sort_keys=True) == before  # nothing sent
+        code, out, err = run_cli(["fleet", "abort", "cnn-v1"], capsys)  # no controller runs it, no hub named
+        assert code == 1 and "no controller is running it" in err and "--local" in err
         code, out, err = run_cli(["fleet", "abort", "cnn-v1", "--local"], capsys)
         assert code == 0 and "rolled back" in out, err
         deadline = time.time() + 10
