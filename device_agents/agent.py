@@ -374,6 +374,13 @@ class Agent:
                 self._results.wait(1.0)
                 self._results.clear()
                 continue
+            if not self.client.connected:
+                # Not while the link is down: the SDK would connect for the first of a window and could fail
+                # it while a later one goes through on the next connection, out of order. The connection
+                # handler wakes this loop when the link is back.
+                self._results.clear()
+                self._results.wait(1.0)
+                continue
             errors = sdk.send_outputs(self.client, [(_message(r), r.channel) for r in pending])
             acknowledged = next((i for i, error in enumerate(errors) if error is not None), len(errors))
             if acknowledged:
