@@ -172,7 +172,9 @@ class Agent:
         self.stats.new_window()  # the error rate and p99 a rollout's gate reads are the new model's
 
     def _use_shadow(self, runtime: Runtime) -> None:
-        """Score every input with ``runtime`` too, from the next batch on, and compare."""
+        """Score every input with ``runtime`` too, from the next batch on, and compare (unless the shadow ended)."""
+        if not self.shadow_wanted:
+            return
         self.shadow_stats.reset()
         self.shadow_runtime = runtime
 
@@ -424,7 +426,9 @@ class Agent:
             return None
         current = self.shadow.current
         return {"version": current.version if current.digest else None, "digest": current.digest or None,
-                "status": self.shadow.status, "lastError": self.shadow.last_error, **self.shadow_stats.snapshot()}
+                "status": self.shadow.status, "lastError": self.shadow.last_error,
+                "desiredDigest": self.shadow.reported()["desiredDigest"], "refused": self.shadow.reported()["refused"],
+                **self.shadow_stats.snapshot()}
 
     def _report_now(self) -> None:
         """Ask the reporter for a report now (never blocks: SDK handler threads call it)."""

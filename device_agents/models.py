@@ -312,6 +312,9 @@ class ModelSwapper:
         self.status = "loading"
         self._changed()
         with self._lock:  # not while downloading: a rollback need not wait for a slow link
+            if self._desired is not desired:  # the twin named another model (or none) meanwhile
+                self.status = "serving"
+                return False
             try:
                 runtime = self._load(candidate)
             except RuntimeSetupError as exc:
@@ -321,6 +324,9 @@ class ModelSwapper:
             if problem:
                 self._fail(f"version {desired.version} failed its probe and was rolled back: {problem}",
                            refuse=desired)
+                return False
+            if self._desired is not desired:  # superseded while it loaded: not installed
+                self.status = "serving"
                 return False
             self._install(runtime)
             done = time.perf_counter()
@@ -361,5 +367,6 @@ class ModelSwapper:
                 "digest": self.current.digest or None, "status": self.status, "lastError": self.last_error,
                 "desiredVersion": desired.version if desired else None,
                 "desiredDigest": desired.digest if desired else None,
+                "refused": bool(desired and desired.digest in self.rejected),
                 "previousVersion": self.previous.version if self.previous else None,
                 "bytesFetched": self.bytes_fetched, **self.timings}

@@ -583,7 +583,6 @@ def fpga_quantize(home: Home, *, model_ref: str, calibration: Path, profile: str
     """
     import tempfile
 
-    import onnx
 
     from fpga import invariants, quantize
     from fpga.profile import load_profile
@@ -591,7 +590,7 @@ def fpga_quantize(home: Home, *, model_ref: str, calibration: Path, profile: str
     chosen = load_profile(profile)
     model = get_model(home, model_ref)
     source = _onnx_path(model)
-    if invariants.is_quantized(onnx.load(str(source))):
+    if invariants.is_quantized(invariants.load_model(source)):
         raise NotQuantized(f"quantizing '{model.ref}': it is quantized already",
                            hint="Quantize the float model it was made from.")
     inputs, _ = _fpga_inputs(model, calibration, config_path, limit=samples)
@@ -606,7 +605,7 @@ def fpga_quantize(home: Home, *, model_ref: str, calibration: Path, profile: str
         target.parent.mkdir(parents=True, exist_ok=True)
         made = (quantize.quantize_for_cpu(source, target, inputs) if for_cpu
                 else quantize.quantize(source, target, inputs, chosen))
-        found = [] if for_cpu else invariants.problems(onnx.load(str(target)), chosen)
+        found = [] if for_cpu else invariants.problems(invariants.load_model(target), chosen)
         if found:
             raise QuantizationInvariantError(f"quantizing '{model.ref}' for '{chosen.name}': the result breaks the "
                                              "profile's rules", problems=tuple(found),
@@ -626,14 +625,13 @@ def fpga_report(home: Home, *, model_ref: str, profile: str | None = None) -> di
     Raises:
         NotQuantized: a float model. UnknownAcceleratorProfile, InvalidModel.
     """
-    import onnx
 
     from fpga import invariants, partition
     from fpga.profile import load_profile
 
     model = get_model(home, model_ref)
     chosen = load_profile(profile or model.tags.get(fpga_packager.PROFILE_TAG))
-    graph = onnx.load(str(_onnx_path(model)))
+    graph = invariants.load_model(_onnx_path(model))
     if not invariants.is_quantized(graph):
         raise NotQuantized(f"reporting '{model.ref}' on {chosen.accelerator}: the model is not quantized, so no "
                            "node of it would run on the accelerator",

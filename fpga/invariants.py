@@ -8,11 +8,25 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from edgepack.errors import InvalidModel
 from fpga.profile import Profile
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 _QUANTIZED_OPS = QDQ_OPS + ("QLinearConv", "QLinearMatMul", "QGemm", "ConvInteger", "MatMulInteger")
 _TYPES = {"int8": np.int8, "uint8": np.uint8}
+
+
+def load_model(path) -> onnx.ModelProto:
+    """An ONNX model file's graph.
+
+    Raises:
+        InvalidModel: not an ONNX model onnx can read.
+    """
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # onnx raises DecodeError, ValueError and OSError alike
+        raise InvalidModel(f"reading '{path}': not an ONNX model: {type(exc).__name__}: {exc}"[:300],
+                           hint="Register an ONNX model file.") from exc
 
 
 def node_label(node: onnx.NodeProto, index: int) -> str:
@@ -54,6 +68,10 @@ def problems(model: onnx.ModelProto, profile: Profile) -> list[str]:
     constants = _constants(model)
     wanted = {_TYPES[rule.activation_type], _TYPES[rule.weight_type]}
     for index, node in enumerate(model.graph.node):
+        if node.op_type in _QUANTIZED_OPS and node.op_type not in QDQ_OPS:
+            found.append(f"{node_label(node, index)} ({node.op_type}): a QOperator node; {profile.name} takes "
+                         "QDQ models (QuantizeLinear/DequantizeLinear around float operators)")
+            continue
         if node.op_type not in QDQ_OPS:
             continue
         label = f"{node_label(node, index)} ({node.op_type})"
@@ -70,13 +88,21 @@ def problems(model: onnx.ModelProto, profile: Profile) -> list[str]:
             bad = [float(s) for s, m in zip(scale.flat, mantissa.flat) if m != 0.5]
             if bad:
                 found.append(f"{label}: scale {bad[0]:.6g} is not a power of two")
-        zero = constants.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
-        if zero is not None:
+        named = len(node.input) > 2 and bool(node.input[2])
+        zero = constants.get(node.input[2]) if named else None
+        if named and zero is None:
+            found.append(f"{label}: its zero point is not a constant")
+            continue
+        source = constants.get(node.input[0])
+        is_bias = node.op_type == "DequantizeLinear" and source is not None and source.dtype == np.int32
+        if zero is None:  # ONNX's default zero point: 0, uint8 for QuantizeLinear, the input's type for Dequantize
+            dtype = source.dtype.type if node.op_type == "DequantizeLinear" and source is not None else (
+                np.uint8 if node.op_type == "QuantizeLinear" else None)
+        else:
+            dtype = zero.dtype.type
             if rule.symmetric and np.any(zero != 0):
                 found.append(f"{label}: zero point {int(zero.flat[0])} is not 0 (symmetric quantization)")
-            source = constants.get(node.input[0])
-            is_bias = node.op_type == "DequantizeLinear" and source is not None and source.dtype == np.int32
-            if not is_bias and zero.dtype.type not in wanted:
-                found.append(f"{label}: {zero.dtype} quantization; {profile.name} takes "
-                             f"{'/'.join(sorted({rule.activation_type, rule.weight_type}))}")
+        if dtype is not None and not is_bias and dtype not in wanted:
+            found.append(f"{label}: {np.dtype(dtype).name} quantization{'' if named else ' (no zero point)'}; "
+                         f"{profile.name} takes {'/'.join(sorted({rule.activation_type, rule.weight_type}))}")
     return found

@@ -34,6 +34,10 @@ def deploy() -> None:
                    "(kubectl describe node), e.g. amd.com/xilinx_u50_gen3x16_xdma_201920_3-0; COUNT defaults to 1.")
 @click.option("--node-selector", "node_selector", multiple=True, metavar="K=V",
               help="webservice, fpga: a node label the pods must run on (repeat for several).")
+@click.option("--cpu-request", default="250m", show_default=True,
+              help="Each pod's CPU request, which the autoscaler's utilization is measured against "
+                   "('edgepack profile' recommends one).")
+@click.option("--memory-request", default="256Mi", show_default=True, help="Each pod's memory request.")
 @click.option("--dry-run", is_flag=True, help="Print the manifests with Secret values redacted; apply nothing.")
 @click.option("--kubeconfig", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Apply the manifests (server-side apply) to this kubeconfig's cluster.")
@@ -41,7 +45,7 @@ def deploy() -> None:
 @registry_flags
 def deploy_k8s(image: str, name: str, namespace: str, min_replicas: int, max_replicas: int,
                settings: tuple[str, ...], accelerator_resource: str | None, node_selector: tuple[str, ...],
-               dry_run: bool, kubeconfig: Path | None, kube_context: str | None,
+               cpu_request: str, memory_request: str, dry_run: bool, kubeconfig: Path | None, kube_context: str | None,
                registry_username: str | None, ca_file: str | None, insecure_http: bool) -> None:
     """Validated manifests, applied with --kubeconfig, else written as YAML on stdout for 'kubectl apply -f -'.
 
@@ -59,7 +63,8 @@ def deploy_k8s(image: str, name: str, namespace: str, min_replicas: int, max_rep
     options = api.KubernetesOptions(name=name, namespace=namespace, min_replicas=min_replicas,
                                     max_replicas=max_replicas, settings=parse_pairs(settings, "--setting"),
                                     accelerator_resource=resource or None, accelerator_count=int(count or 1),
-                                    node_selector=parse_pairs(node_selector, "--node-selector"))
+                                    node_selector=parse_pairs(node_selector, "--node-selector"),
+                                    cpu_request=cpu_request, memory_request=memory_request)
     manifests = api.kubernetes_manifests(image, options,
                                          registry=registry_options(registry_username, ca_file, insecure_http))
     if kubeconfig is not None and not dry_run:

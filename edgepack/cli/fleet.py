@@ -32,7 +32,12 @@ def _hub(local: bool, connection_env: str) -> Any:
     if not value:
         raise FleetError(f"reaching the hub: '{connection_env}' is not set",
                          hint=f"Export the hub's service connection string in {connection_env}, or pass --local.")
-    return HubClient(value)
+    try:
+        return HubClient(value)
+    except ValueError as exc:  # the SDK's parser of connection strings
+        raise FleetError(f"reading the connection string in '{connection_env}': {exc}",
+                         hint="Use the hub's service connection string: HostName=...;SharedAccessKeyName=...;"
+                              "SharedAccessKey=...") from None
 
 
 def _hub_options(func):

@@ -111,7 +111,8 @@ def evaluate_cmd(model_ref: str, quantized_ref: str, data_path: Path, labels_pat
             if "delta" in row:
                 lo, hi = row["delta_interval"]
                 line += (f"\n{'':<30} delta {100 * row['delta']:+.2f} pp [{100 * lo:+.2f}, {100 * hi:+.2f}], "
-                         f"top-1 agreement {_percent(row['agreement'])}, max |diff| {row['max_abs_diff']:.4g}")
+                         f"top-1 agreement {_percent(row['agreement'])}, max |diff| "
+                         f"{'n/a' if row['max_abs_diff'] is None else format(row['max_abs_diff'], '.4g')}")
             click.echo(line)
         click.echo("gate: passed" if result["passed"] else "gate: FAILED\n  " + "\n  ".join(result["failures"]))
     if not result["passed"]:

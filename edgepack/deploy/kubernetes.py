@@ -69,6 +69,10 @@ class KubernetesOptions:
     accelerator_resource: str | None = None
     accelerator_count: int = 1
     node_selector: Mapping[str, str] = field(default_factory=dict)
+    # Each pod's CPU and memory requests: the HPA's CPU utilization is a share of the request (none: no scaling);
+    # ``edgepack profile`` recommends values.
+    cpu_request: str = "250m"
+    memory_request: str = "256Mi"
 
 
 def _resolve(value: str, settings: Mapping[str, str], what: str) -> str:
@@ -97,6 +101,19 @@ def keda_trigger(binding: Mapping[str, Any], settings: Mapping[str, str]) -> dic
     return {"type": _KEDA_TYPES[binding["type"]], "metadata": metadata}
 
 
+_CPU = re.compile(r"^(\d+(\.\d+)?|\d+m)$")
+_MEMORY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$")
+
+
+def _check_requests(options: KubernetesOptions) -> None:
+    if not _CPU.match(options.cpu_request):
+        raise DeployError(f"--cpu-request '{options.cpu_request}': not a CPU quantity",
+                          hint="Use cores (1, 0.5) or millicores (250m).")
+    if not _MEMORY.match(options.memory_request):
+        raise DeployError(f"--memory-request '{options.memory_request}': not a memory quantity",
+                          hint="Use bytes with a suffix, e.g. 256Mi or 1Gi.")
+
+
 def _meta(name: str, options: KubernetesOptions) -> dict[str, Any]:
     return {"name": name, "namespace": options.namespace,
             "labels": {"app": name, "app.kubernetes.io/managed-by": "edgepack"}}
@@ -106,7 +123,9 @@ def _deployment(name: str, image: str, options: KubernetesOptions, functions: li
                 http: bool) -> dict[str, Any]:
     env = [{"name": f"AzureFunctionsJobHost__functions__{i}", "value": fn} for i, fn in enumerate(functions)]
     container: dict[str, Any] = {"name": "functions", "image": image, "env": env,
-                                 "envFrom": [{"secretRef": {"name": options.name}}]}
+                                 "envFrom": [{"secretRef": {"name": options.name}}],
+                                 "resources": {"requests": {"cpu": options.cpu_request,
+                                                            "memory": options.memory_request}}}
     probe = {"httpGet": {"path": "/", "port": HTTP_PORT}, "periodSeconds": 10, "timeoutSeconds": 240,
              "failureThreshold": 3}
     if http:
@@ -122,9 +141,10 @@ def render_manifests(functions: list[dict[str, Any]], image: str, options: Kuber
     """Secret, then per kind of trigger: Deployment + Service + HPA (HTTP), Deployment + ScaledObject (others).
 
     Raises:
-        DeployError: an image reference without a digest, or a trigger KEDA cannot scale on.
+        DeployError: an image reference without a digest, a trigger KEDA cannot scale on, or a bad request.
     """
     pinned(image)
+    _check_requests(options)
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(options.name, options), "type": "Opaque",
               "data": {k: base64.b64encode(v.encode()).decode() for k, v in sorted(
                   {"FUNCTIONS_WORKER_RUNTIME": "python", **options.settings}.items())}}
@@ -177,6 +197,7 @@ def render_service_manifests(image: str, *, target: str, port: int, auth: str,
             without its key among the settings.
     """
     pinned(image)
+    _check_requests(options)
     if target == "fpga" and not options.accelerator_resource:
         raise DeployError(f"deploying FPGA image '{image}': no accelerator resource named",
                           hint="Pass --accelerator-resource with the name the card's device plugin registers "
@@ -197,10 +218,11 @@ def render_service_manifests(image: str, *, target: str, port: int, auth: str,
         "envFrom": [{"secretRef": {"name": name}}],
         "readinessProbe": probe, "startupProbe": {**probe, "failureThreshold": 120},
         "livenessProbe": {"httpGet": {"path": "/", "port": port}, "periodSeconds": 10}}
+    container["resources"] = {"requests": {"cpu": options.cpu_request, "memory": options.memory_request}}
     if options.accelerator_resource:
         count = str(options.accelerator_count)
-        container["resources"] = {"limits": {options.accelerator_resource: count},
-                                  "requests": {options.accelerator_resource: count}}
+        container["resources"]["limits"] = {options.accelerator_resource: count}
+        container["resources"]["requests"][options.accelerator_resource] = count
     pod: dict[str, Any] = {"containers": [container]}
     if options.node_selector:
         pod["nodeSelector"] = dict(options.node_selector)

@@ -1,19 +1,20 @@
 """The rollout's decisions: from its state and what the devices report, the next steps (pure).
 
-How a model reaches devices: one *layered* deployment per rollout sets only the agent module's desired
-``model`` (a hot swap: no image pull, no module restart), above every earlier layer of the module, targeting
-``IS_DEFINED(tags.edgepack.rollouts.<key>)``. A wave starts when its devices get that tag (its value is the wave
-number), so promoting a wave is tagging devices, and the deployment's content never changes (IoT Hub's content is
-immutable). Aborting deletes the layer: every device falls back to the layer (or base deployment) below it, the
-last good model. Earlier rollouts keep their own tags, so they stay the fallback until a later rollout has
-reached all of their devices; then their layers are deleted (the hub holds at most 100 configurations).
+How a model reaches devices: one *layered* deployment per rollout sets only the agent module's desired ``model`` (a
+hot swap: no image pull, no module restart), above every earlier layer of the module, targeting
+``IS_DEFINED(tags.edgepack.rollouts.<key>)`` (the key is the name with '_' for '-'). A wave starts when its devices
+get that tag (its value is the wave number), so promoting a wave is tagging devices, and the deployment's content
+never changes (IoT Hub's content is immutable). Aborting deletes the layer: every device falls back to the layer (or
+base deployment) below it, the last good model. Earlier rollouts keep their own tags, so they stay the fallback
+until a later rollout has reached all of their devices; then their layers are deleted (the hub holds at most 100
+configurations).
 
-With ``--shadow``, a second layer puts the model beside the served one (the agents' desired ``shadow``): a
-wave's devices first get that layer's tag, and only once they agreed with the served model (the gate's agreement
-and shadow latency) for the shadow time do they get the serving tag. A wave is promoted once each of its devices
-is healthy or offline (at least one healthy) and that has held for the soak time; it fails when failing and
-failed devices pass the abort share once enough have reported. Offline devices are never counted healthy: they
-show as pending, and get the model when they are back.
+With ``--shadow``, a second layer puts the model beside the served one (the agents' desired ``shadow``): a wave's
+devices first get that layer's tag (``tags.edgepack.shadows.<key>``), and only once they agreed with the served
+model (the gate's agreement and shadow latency) for the shadow time do they get the serving tag. A wave is promoted
+once each of its devices is healthy or offline (at least one healthy) and that has held for the soak time; it fails
+when failing and failed devices pass the abort share once enough have reported. Offline devices are never counted
+healthy: they show as pending, and get the model when they are back.
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ def layer_id(name: str) -> str:
 
 
 def shadow_layer_id(name: str) -> str:
-    """The layered deployment that puts the model beside the served one (``--shadow``)."""
-    return f"{LAYER_PREFIX}{name}-shadow"
+    """The layered deployment that puts the model beside the served one (``--shadow``; '_' cannot be in a
+    rollout's name, so no other rollout's id is this one)."""
+    return f"{LAYER_PREFIX}{name}_shadow"
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,7 @@ def decide(state: dict[str, Any], views: dict[str, DeviceView], now: float) -> t
         return state, [Step("create-layer", layer=layer_id(state["name"]))]
     if shadow and not state.get("shadow_layer_created"):
         return state, [Step("create-shadow-layer", layer=shadow_layer_id(state["name"]))]
-    if now - state["started"] > spec["timeout_s"]:
+    if now - state["started"] - state.get("paused_s", 0.0) > spec["timeout_s"]:  # time paused does not count
         return _abort(state, f"the rollout timed out after {spec['timeout_s']:g} s")
     current = next((w for w in state["waves"] if w["status"] != "promoted"), None)
     if current is None:

@@ -75,8 +75,10 @@ def view_device(device: str, report: dict[str, Any] | None, *, digest: str, gate
         return DeviceView(device, OFFLINE, "not connected")
     model = (report or {}).get("model") or {}
     if model.get("digest") != digest:
-        if model.get("status") == "failed" and model.get("desiredDigest") == digest:
+        if model.get("desiredDigest") == digest and model.get("refused"):
             return DeviceView(device, FAILED, str(model.get("lastError") or "the agent refused the model"))
+        if model.get("desiredDigest") == digest and model.get("status") == "failed":  # a transient failure: retried
+            return DeviceView(device, PENDING, f"retrying: {model.get('lastError')}")
         return DeviceView(device, PENDING, f"serving {model.get('digest') or 'the image model'}")
     return _judge(device, report, gate)
 
@@ -109,9 +111,10 @@ def view_shadow(device: str, report: dict[str, Any] | None, *, digest: str, gate
         return DeviceView(device, OFFLINE, "not connected")
     shadow = (report or {}).get("shadow") or {}
     if shadow.get("digest") != digest:
-        if shadow.get("status") == "failed":
+        if shadow.get("desiredDigest") == digest and shadow.get("refused"):
             return DeviceView(device, FAILED, str(shadow.get("lastError") or "the agent refused the model"))
-        return DeviceView(device, PENDING, "loading the model beside the served one")
+        return DeviceView(device, PENDING, f"loading the model beside the served one {shadow.get('lastError') or ''}"
+                          .strip())
     if (shadow.get("compared") or 0) < MIN_COMPARED:
         return DeviceView(device, PENDING, f"{shadow.get('compared') or 0} inputs compared so far")
     return _judge(device, report, gate)

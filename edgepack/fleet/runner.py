@@ -14,16 +14,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from edgepack.errors import FleetError
+from edgepack.errors import FleetError, RolloutSpecError
 from edgepack.fleet.controller import (ABORTED, PAUSED, RUNNING, SUCCEEDED, Step, decide, layer_id,
-                                       rollback_steps, step_done, tag_key, wave_counts)
+                                       rollback_steps, shadow_layer_id, step_done, tag_key, wave_counts)
 from edgepack.fleet.hub import HubClient
 from edgepack.fleet.plan import plan_waves, split_gate, view_device, view_shadow
 from edgepack.fleet.spec import AbortPolicy, Condition, WavePolicy
 from edgepack.fleet.state import RolloutStore
-
-MAX_CONFIGURATIONS = 100  # IoT Hub's limit per hub, layered deployments included
-
 
 @dataclass(frozen=True)
 class RolloutRequest:
@@ -59,6 +56,15 @@ def plan(hub: HubClient, store: RolloutStore, request: RolloutRequest, now: floa
     if store.exists(request.name):
         raise FleetError(f"starting rollout '{request.name}': the name is in use",
                          hint=f"Choose another name, or follow it with 'edgepack fleet status {request.name}'.")
+    if request.shadow_s and not any(c.metric == "agreement" for c in request.gate):
+        raise RolloutSpecError("--shadow: the gate names no agreement condition, so a model that answers "
+                               "differently could serve", hint="Add one, e.g. --gate \"agreement>0.98\".")
+    existing = {c.id for c in hub.layers()}
+    taken = [i for i in (layer_id(request.name), shadow_layer_id(request.name)) if i in existing]
+    if taken:
+        raise FleetError(f"starting rollout '{request.name}': the hub has a deployment '{taken[0]}' already (an "
+                         "earlier rollout of that name, perhaps from another machine)",
+                         hint="Choose another name, or delete that deployment if it is stale.")
     devices = hub.edge_devices(_condition(request))
     rings = {d: ((tags.get("edgepack") or {}).get("ring") if isinstance(tags.get("edgepack"), dict) else None)
              for d, tags in devices.items()}
@@ -91,12 +97,12 @@ def _execute(hub: HubClient, state: dict[str, Any], step: Step) -> None:
                          priority=state["priority"], labels=labels)
     elif step.kind == "create-shadow-layer":
         hub.create_layer(step.layer, {"$edgeAgent": {}, state["module"]: {"properties.desired.shadow": state["model"]}},
-                         target_condition=f"IS_DEFINED(tags.edgepack.rollouts.{state['key']}_shadow)",
+                         target_condition=f"IS_DEFINED(tags.edgepack.shadows.{state['key']})",
                          priority=state["shadow_priority"], labels={**labels, "edgepack-shadow": "true"})
     elif step.kind in ("tag", "shadow-tag"):
-        key = state["key"] + ("_shadow" if step.kind == "shadow-tag" else "")
+        group = "shadows" if step.kind == "shadow-tag" else "rollouts"
         for device in step.devices:
-            hub.tag(device, {"edgepack": {"rollouts": {key: step.wave}}})
+            hub.tag(device, {"edgepack": {group: {state["key"]: step.wave}}})
     elif step.kind == "delete-layer":
         hub.delete_layer(step.layer)
 
@@ -122,14 +128,20 @@ def _views(state: dict[str, Any], reports: dict[str, Any]) -> dict[str, Any]:
             for d, r in reports.items()}
 
 
-def _control(store: RolloutStore, name: str) -> str | None:
-    path = store.folder / f"{name}.control"
+def _take_control(store: RolloutStore, name: str) -> tuple[str | None, Path | None]:
+    """An operator's request and the file it is held in until the state that applies it is saved (a request
+    written meanwhile is a new control file; one a killed controller had taken is taken again)."""
+    taken = store.folder / f"{name}.control.taken"
+    if not taken.exists():
+        try:
+            (store.folder / f"{name}.control").rename(taken)
+        except FileNotFoundError:
+            return None, None
     try:
-        request = json.loads(path.read_text()).get("request")
+        return json.loads(taken.read_text()).get("request"), taken
     except (OSError, ValueError):
-        return None
-    path.unlink(missing_ok=True)
-    return request
+        taken.unlink(missing_ok=True)
+        return None, None
 
 
 def request_control(store: RolloutStore, name: str, request: str) -> None:
@@ -142,8 +154,8 @@ def request_control(store: RolloutStore, name: str, request: str) -> None:
 
 
 def _collect(hub: HubClient, state: dict[str, Any]) -> list[str]:
-    """Delete earlier rollouts' layers of this module whose devices this one reached, oldest first, and any
-    beyond the hub's limit; returns their ids."""
+    """Delete earlier rollouts' layers of this module whose devices this one reached, oldest first (the hub
+    holds at most 100 configurations); returns their ids."""
     ours = {d for w in state["waves"] for d in w["devices"]}
     tags = hub.edge_devices("*")
     older = sorted((c for c in hub.layers() if (c.labels or {}).get("edgepack-module") == state["module"]
@@ -173,13 +185,17 @@ def run(hub: HubClient, store: RolloutStore, name: str, *, poll_s: float = 2.0, 
     with store.lease(name):
         state = store.load(name)
         while True:
-            request = _control(store, name)
+            request, held = _take_control(store, name)
             if request == "pause" and state["phase"] == RUNNING:
-                state["phase"] = PAUSED
+                state.update(phase=PAUSED, paused_at=clock())
             elif request == "resume" and state["phase"] == PAUSED:
-                state["phase"] = RUNNING
+                state.update(phase=RUNNING, paused_s=state.get("paused_s", 0.0) + clock() - state.get(
+                    "paused_at", clock()))
             elif request == "abort" and state["phase"] != ABORTED:
                 state.update(phase=ABORTED, reason="aborted by the operator")
+            if held is not None:
+                store.save(name, state)
+                held.unlink(missing_ok=True)
             if state.get("pending"):
                 step = Step(**{**state["pending"], "devices": tuple(state["pending"]["devices"])})
                 state = _send(hub, store, state, [step], clock)

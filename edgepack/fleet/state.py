@@ -43,13 +43,14 @@ class RolloutStore:
         """
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self._path(name)
+        partial = self._write_partial(path, state)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.link(partial, path)  # in place whole, or not at all: a name is never taken by a half-written file
         except FileExistsError:
             raise FleetError(f"starting rollout '{name}': the name is in use",
                              hint=f"Choose another name, or follow it with 'edgepack fleet status {name}'.") from None
-        os.close(fd)
-        self.save(name, state)
+        finally:
+            partial.unlink(missing_ok=True)
 
     def load(self, name: str) -> dict[str, Any]:
         """A rollout's state.
@@ -71,16 +72,20 @@ class RolloutStore:
         """Every rollout's name."""
         return sorted(p.stem for p in self.folder.glob("*.json")) if self.folder.is_dir() else []
 
-    def save(self, name: str, state: dict[str, Any]) -> None:
-        """Replace the rollout's state atomically."""
-        path = self._path(name)
-        partial = path.with_suffix(".json.partial")
-        with open(partial, "w", encoding="utf-8") as f:
+    @staticmethod
+    def _write_partial(path: Path, state: dict[str, Any]) -> Path:
+        partial = path.with_suffix(f".json.{os.getpid()}.partial")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(state, f, indent=2, sort_keys=True)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(partial, 0o600)
-        os.replace(partial, path)
+        return partial
+
+    def save(self, name: str, state: dict[str, Any]) -> None:
+        """Replace the rollout's state atomically."""
+        path = self._path(name)
+        os.replace(self._write_partial(path, state), path)
 
     @contextmanager
     def lease(self, name: str) -> Iterator[None]:

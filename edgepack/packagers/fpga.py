@@ -56,7 +56,7 @@ def check_quantized(model: ModelArtifact, profile: Profile) -> onnx.ModelProto:
         NotQuantized: a float model.
         QuantizationInvariantError: a quantization the accelerator does not take (the nodes are named).
     """
-    graph = onnx.load(str(model.root / onnx_file(model)))
+    graph = invariants.load_model(model.root / onnx_file(model))
     if not invariants.is_quantized(graph):
         raise NotQuantized(f"packaging '{model.ref}' for {profile.accelerator}: the model is not quantized; the "
                            "accelerator runs only quantized nodes",

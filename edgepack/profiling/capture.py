@@ -67,7 +67,11 @@ def capture_inputs(model: ModelArtifact, config: InferenceConfig, bodies: list[b
     recorded: list[dict[str, np.ndarray]] = []
     original = ort.InferenceSession
     with tempfile.TemporaryDirectory(prefix="edgepack-capture-") as tmp:
-        settings = RuntimeConfig.from_file(str(write_runtime_config(model, config, Path(tmp))))
+        try:
+            settings = RuntimeConfig.from_file(str(write_runtime_config(model, config, Path(tmp))))
+        except RuntimeSetupError as exc:
+            raise CalibrationDataError(f"preparing entry script '{config.entry_script.name}' to read requests: "
+                                       f"{exc}", hint="Check the inference config.") from exc
         folder = os.path.abspath(settings.model_dir)  # its files are links into the store: compare unresolved
 
         class Recording(original):  # type: ignore[misc, valid-type]

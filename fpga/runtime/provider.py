@@ -4,8 +4,10 @@ The accelerator's provider is used only when onnxruntime lists it and its config
 or with ``EDGEPACK_EP=cpu``, the CPU fallback artifact is served. onnxruntime itself falls back to the CPU with no
 more than a warning when a requested provider is missing or refuses the model, so every session the entry script
 opens on the model is checked with ``get_providers()``: when the accelerator did not take it, the session is
-opened again on the CPU artifact (a model shaped for a DPU runs about 2x slower than FP32 on a CPU) and the
-reason is recorded. One log line says which provider runs and why; ``/info`` reports the same.
+opened again on the CPU artifact (a model shaped for a DPU can run slower than FP32 on a CPU) and the reason is
+recorded. One log line says which provider runs and why; ``/info`` reports the same. ``get_providers()`` names
+the providers a session has, not where each node runs: on a board, Vitis AI's own report
+(``vitisai_ep_report.json``) tells how the model was split.
 
 ``EDGEPACK_EP``: ``auto`` (default), ``cpu`` (always the CPU artifact), ``accelerator`` (refuse to start without
 it: for deployments where a CPU fallback would be a silent failure).
@@ -39,6 +41,7 @@ class Execution:
     cpu_dir: str
     profile: str
     options: dict[str, str] = field(default_factory=dict)
+    required: bool = False  # EDGEPACK_EP=accelerator: a session the accelerator does not take is an error
     model_file: str = ""
     session_providers: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -78,7 +81,7 @@ def choose(settings: AcceleratorSettings, config: RuntimeConfig, *, available: l
     return Execution(settings.provider, True, f"{settings.provider} is in this onnxruntime build and "
                      f"{settings.config_file} exists", {"name": accelerated_entry.name,
                                                         "version": accelerated_entry.version},
-                     accelerated_entry.dir, cpu_entry.dir, settings.profile, options)
+                     accelerated_entry.dir, cpu_entry.dir, settings.profile, options, required=mode == "accelerator")
 
 
 def _inside(path: str, folder: str) -> bool:
@@ -111,8 +114,10 @@ def install(execution: Execution, ort: Any) -> None:
                                      **kwargs)
                     got = self.get_providers()
                     if not got or got[0] != execution.provider:
-                        _fall_back(execution, f"onnxruntime did not place the model on {execution.provider} "
-                                              f"(session providers={got})")
+                        why = f"onnxruntime did not place the model on {execution.provider} (session providers={got})"
+                        if execution.required:
+                            raise RuntimeSetupError(f"{ENV}=accelerator, but {why}")
+                        _fall_back(execution, why)
                 if not execution.accelerated:
                     path = os.path.join(execution.model_dir, relative)
                     super().__init__(path, sess_options, [CPU], None, **kwargs)

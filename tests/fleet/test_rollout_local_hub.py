@@ -9,7 +9,7 @@ import time
 import pytest
 
 from edgepack.devtools.iothub.hub import LocalHub
-from edgepack.errors import FleetError, LeaseHeld
+from edgepack.errors import FleetError, LeaseHeld, RolloutSpecError
 from edgepack.fleet import runner
 from edgepack.fleet.controller import ABORTED, SUCCEEDED, layer_id
 from edgepack.fleet.hub import HubClient
@@ -178,3 +178,48 @@ def test_pause_holds_the_next_wave_and_resume_goes_on(local, tmp_path):
         assert runner.run(client, store, "cnn-v2", poll_s=0.05)["phase"] == SUCCEEDED
     finally:
         fleet.stop()
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_a_step_sent_before_a_kill_is_sent_again_and_counted_once(local, tmp_path):
+    fleet = Fleet(local, 12, canary=2)
+    store = RolloutStore(tmp_path / "fleet")
+    try:
+        client = _start(local, store, _request())
+        tags = []
+        real_tag = client.tag
+
+        def tag_then_die(device, tags_patch):  # the controller dies after its second wave's first tag went out
+            real_tag(device, tags_patch)
+            tags.append(device)
+            if len(tags) == 3:
+                raise _Killed()
+
+        client.tag = tag_then_die
+        with pytest.raises(_Killed):
+            runner.run(client, store, "cnn-v2", poll_s=0.05)
+        recorded = store.load("cnn-v2")
+        assert recorded["pending"]["kind"] == "tag" and recorded["pending"]["wave"] == 2
+        state = runner.run(_client(local), store, "cnn-v2", poll_s=0.05)
+        assert state["phase"] == SUCCEEDED and state["pending"] is None
+        assert state["steps"] == 1 + len(state["waves"])  # the interrupted step once, not twice
+        assert all(fleet.desired(d) == V2 for d in fleet.devices)
+    finally:
+        fleet.stop()
+
+
+def test_names_the_hub_knows_and_a_shadow_without_agreement_are_refused(local, tmp_path):
+    fleet = Fleet(local, 4, canary=2)
+    fleet.stop()
+    store = RolloutStore(tmp_path / "fleet")
+    client = _client(local)
+    with pytest.raises(RolloutSpecError, match="names no agreement condition"):
+        runner.plan(client, store, _request(shadow_s=1.0), time.time())
+    other_home = RolloutStore(tmp_path / "elsewhere")  # the same name started from another machine
+    client.create_layer(layer_id("cnn-v2"), {"$edgeAgent": {}, AGENT: {"properties.desired.model": V2}},
+                        target_condition="IS_DEFINED(tags.x)", priority=50, labels={})
+    with pytest.raises(FleetError, match="has a deployment 'edgepack-rollout-cnn-v2' already"):
+        runner.plan(client, other_home, _request(), time.time())

@@ -89,10 +89,13 @@ def test_a_device_is_healthy_only_when_it_serves_the_model_within_the_gate():
     failing = view_device("d", _report(new, errorRate=0.25), digest=new, gate=gate, connected=True)
     assert failing.state == FAILING and failing.reason == "error_rate 0.25 (gate error_rate<0.01)"
     assert view_device("d", _report("sha256:old"), digest=new, gate=gate, connected=True).state == PENDING
-    refused = {"model": {"digest": "sha256:old", "status": "failed", "desiredDigest": new,
+    refused = {"model": {"digest": "sha256:old", "status": "failed", "desiredDigest": new, "refused": True,
                          "lastError": "model cnn:2 failed its probe"}}
     failed = view_device("d", refused, digest=new, gate=gate, connected=True)
     assert failed.state == FAILED and "failed its probe" in failed.reason
+    transient = {"model": {**refused["model"], "refused": False, "lastError": "downloading version 2: HTTP 503"}}
+    retrying = view_device("d", transient, digest=new, gate=gate, connected=True)
+    assert retrying.state == PENDING and retrying.reason == "retrying: downloading version 2: HTTP 503"
     assert view_device("d", _report(new), digest=new, gate=gate, connected=False).state == OFFLINE
     assert view_device("d", {"model": {"digest": new}}, digest=new, gate=gate, connected=True).state == PENDING
     shadow = parse_gate("agreement>0.98", shadow=True)

@@ -112,3 +112,12 @@ def test_sessions_on_other_files_are_left_alone(image, tmp_path):
     session = ort.InferenceSession(str(other), providers=["CPUExecutionProvider"])
     assert session.get_providers() == ["CPUExecutionProvider"]
     assert _score(session).shape == (16, 10)
+
+
+def test_accelerator_mode_refuses_a_session_the_accelerator_did_not_take(image, monkeypatch):
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [VITIS, "CPUExecutionProvider"])
+    monkeypatch.setenv("EDGEPACK_EP", "accelerator")
+    config, details = provider.prepare(image)
+    with pytest.warns(UserWarning, match=VITIS):
+        with pytest.raises(RuntimeSetupError, match="EDGEPACK_EP=accelerator, but onnxruntime did not place"):
+            ort.InferenceSession(f"{config.model_dir}/model.onnx")

@@ -138,7 +138,21 @@ def test_a_float_model_is_refused_for_the_accelerator(quantized, capsys):
     assert code == 1 and "not quantized" in err and "fpga quantize" in err and "Traceback" not in err
 
 
-def _quantize_plain(tmp_path: Path, *, per_channel: bool) -> onnx.ModelProto:
+def test_invariants_catch_qoperator_nodes_and_missing_or_computed_zero_points(quantized, tmp_path):
+    from onnxruntime.quantization import QuantFormat
+
+    profile = load_profile("kv260-dpuczdx8g")
+    found = invariants.problems(_quantize_plain(tmp_path, per_channel=False, fmt=QuantFormat.QOperator), profile)
+    assert any("a QOperator node" in p and "QLinearConv" in p for p in found)
+    model = onnx.load(str(quantized / "models" / "cnn" / "2" / "files" / "model.onnx"))
+    first_q = next(n for n in model.graph.node if n.op_type == "QuantizeLinear")
+    del first_q.input[2]  # no zero point: uint8 by ONNX's default
+    found = invariants.problems(model, profile)
+    assert found == [f"{first_q.name} (QuantizeLinear): uint8 quantization (no zero point); "
+                     "kv260-dpuczdx8g takes int8"]
+
+
+def _quantize_plain(tmp_path: Path, *, per_channel: bool, fmt=None) -> onnx.ModelProto:
     """The sample quantized by onnxruntime's own defaults: symmetric, but with computed (not power-of-two)
     scales, and per-channel weights when asked."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -152,8 +166,8 @@ def _quantize_plain(tmp_path: Path, *, per_channel: bool) -> onnx.ModelProto:
         def get_next(self):
             return next(self.batches, None)
 
-    out = tmp_path / f"plain-{per_channel}.onnx"
-    quantize_static(MODEL, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+    out = tmp_path / f"plain-{per_channel}-{fmt}.onnx"
+    quantize_static(MODEL, out, Reader(), quant_format=fmt or QuantFormat.QDQ, per_channel=per_channel,
                     activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                     extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
     return onnx.load(str(out))

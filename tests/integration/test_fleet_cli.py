@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from edgepack.devtools.iothub.hub import LocalHub
-from tests.fleet.simulated import Fleet
+from tests.fleet.simulated import V1, Fleet
 from tests.project import run_cli
 
 pytestmark = pytest.mark.integration
@@ -73,7 +73,7 @@ def test_rollout_status_and_refusals(hub, dev_registry, capsys):
         deadline = time.time() + 10
         while time.time() < deadline and any(fleet.desired(d).get("digest") == digest for d in fleet.devices):
             time.sleep(0.05)
-        assert all(fleet.desired(d).get("version") == 1 for d in fleet.devices)
+        assert all(fleet.desired(d) == V1 for d in fleet.devices)  # the base's model, not the one rolled out
         assert "edgepack-rollout-cnn-v1" not in hub.state.configurations
     finally:
         fleet.stop()

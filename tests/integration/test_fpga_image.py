@@ -88,12 +88,16 @@ def test_fpga_image_runs_on_the_cpu_fallback_and_says_so(quantized, base_image_r
     pod = manifests["Deployment"]["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert container["image"] == image
-    assert container["resources"]["limits"] == {resource: "1"}
+    assert container["resources"] == {"limits": {resource: "1"},
+                                      "requests": {resource: "1", "cpu": "250m", "memory": "256Mi"}}
     assert container["readinessProbe"]["httpGet"] == {"path": "/health", "port": 5001}
     assert pod["nodeSelector"] == {"edgepack.io/accelerator": "vitis-ai"}
     code, out, err = run_cli(["deploy", "k8s", "--image", image, "--name", "cnn", "--accelerator-resource",
                               "not a resource", "--dry-run"], capsys)
     assert code == 1 and "is not an extended resource name" in err
+    code, out, err = run_cli(["deploy", "k8s", "--image", image, "--name", "cnn", "--accelerator-resource",
+                              resource, "--cpu-request", "lots", "--dry-run"], capsys)
+    assert code == 1 and "--cpu-request 'lots': not a CPU quantity" in err
 
 
 def test_a_float_model_is_refused_for_an_fpga_image(edgepack_home, capsys):
