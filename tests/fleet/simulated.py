@@ -17,8 +17,8 @@ class Fleet:
     """Edge devices whose agent module reports the model its desired properties name, with an error rate per
     model digest; ``offline`` ones neither connect nor report."""
 
-    def __init__(self, hub: LocalHub, count: int, canary: int) -> None:
-        self.hub, self.devices = hub, [f"dev-{i:03}" for i in range(count)]
+    def __init__(self, hub: LocalHub, count: int, canary: int, *, interval: float = 0.02) -> None:
+        self.hub, self.devices, self.interval = hub, [f"dev-{i:03}" for i in range(count)], interval
         self.error_rate: dict[str, float] = {}
         self.agreement: dict[str, float] = {}  # a shadow's agreement with the served model, per digest
         self.offline: set[str] = set()
@@ -53,7 +53,7 @@ class Fleet:
                         "errorRate": self.error_rate.get(digest, 0.0), "p99Ms": 4.0,
                         "shadow": {"digest": shadow, "status": "serving", "compared": 50,
                                    "agreement": self.agreement.get(shadow, 1.0), "p99Ms": 5.0} if shadow else None}})
-            time.sleep(0.02)
+            time.sleep(self.interval)
 
     def stop(self) -> None:
         self._stop.set()
