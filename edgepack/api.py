@@ -412,10 +412,7 @@ def kubernetes_manifests(image: str, options: KubernetesOptions, *,
         DeployError: a tag without digest, an image edgepack did not make for these targets, a trigger KEDA cannot
             scale, or an FPGA image without its accelerator resource.
     """
-    ref = pinned(image)
-    with _Clients((registry or RegistryOptions()).for_host(ref)) as clients:
-        config = fetch_config(clients(ref), ref)
-    labels = (config.get("config") or {}).get("Labels") or {}
+    ref, labels = _image_labels(image, registry)
     if FUNCTIONS_LABEL in labels:
         return render_manifests(json.loads(labels[FUNCTIONS_LABEL]), str(ref), options)
     read = ImageLabels.from_labels(labels)
@@ -434,27 +431,30 @@ def iot_edge_manifest(image: str, options: iotedge.EdgeDeploymentOptions, *, mod
         DeployError: no digest, not a module image, or a manifest the hub would refuse (named).
         RegistryError: the image or the model cannot be read.
     """
-    ref = pinned(image)
-    registry = registry or RegistryOptions()
-    with _Clients(registry.for_host(ref)) as clients:
-        labels = ImageLabels.from_labels((fetch_config(clients(ref), ref).get("config") or {}).get("Labels") or {})
+    ref, raw = _image_labels(image, registry)
+    labels = ImageLabels.from_labels(raw)
     module = iotedge.ModuleImage(str(ref), labels.target if labels else "", (labels and labels.module_input) or "",
                                  (labels and labels.module_output) or "")
     if model is not None:
-        model_ref = pinned(model)
-        with _Clients(registry.for_host(model_ref)) as clients:
-            manifest, digest = registry_models.fetch_model_manifest(clients(model_ref), model_ref)
-        options = replace(options, model={"version": manifest.version, "digest": digest, "uri": str(model_ref),
-                                          "sizeBytes": manifest.size})
+        options = replace(options, model=fleet_model(model, registry=registry))
     return iotedge.render_manifest(module, options)
+
+
+def _image_labels(image: str, registry: RegistryOptions | None) -> tuple[ImageRef, dict[str, str]]:
+    """The pinned reference of a pushed image and the labels of its config.
+
+    Raises:
+        DeployError: no digest. RegistryError: the image cannot be read.
+    """
+    ref = pinned(image)
+    with _Clients((registry or RegistryOptions()).for_host(ref)) as clients:
+        config = fetch_config(clients(ref), ref)
+    return ref, (config.get("config") or {}).get("Labels") or {}
 
 
 def _function_metadata(image: str, registry: RegistryOptions | None) -> tuple[ImageRef, list[dict[str, Any]]]:
     """The pinned reference of a function image and its indexed functions (read from the image config)."""
-    ref = pinned(image)
-    with _Clients((registry or RegistryOptions()).for_host(ref)) as clients:
-        config = fetch_config(clients(ref), ref)
-    labels = (config.get("config") or {}).get("Labels") or {}
+    ref, labels = _image_labels(image, registry)
     if FUNCTIONS_LABEL not in labels:
         raise DeployError(f"deploying '{ref}': not an edgepack function image (no {FUNCTIONS_LABEL} label)",
                           hint="Package with --target functions-http, functions-blob or functions-servicebus.")
@@ -669,7 +669,8 @@ def fpga_evaluate(home: Home, *, model_ref: str, quantized_ref: str, data_path: 
 
 
 def fleet_model(model: str, *, registry: RegistryOptions | None = None) -> dict[str, Any]:
-    """The agents' desired ``model`` for a model artifact pushed with ``model push`` (read from its manifest).
+    """The agents' desired ``model`` for a model artifact pushed with ``model push`` (read from its manifest);
+    what ``deploy iot-edge --model`` and ``fleet rollout`` set.
 
     Raises:
         DeployError: no digest. RegistryError: the artifact cannot be read.
@@ -680,6 +681,14 @@ def fleet_model(model: str, *, registry: RegistryOptions | None = None) -> dict[
     return {"version": manifest.version, "digest": digest, "uri": str(model_ref), "sizeBytes": manifest.size}
 
 
+def _rollouts(home: Home) -> Any:
+    """The home's rollout store."""
+    from edgepack.fleet import runner
+    from edgepack.fleet.state import RolloutStore
+
+    return RolloutStore(runner.folder(home.root))
+
+
 def fleet_plan(home: Home, hub: Any, request: Any, *, now: float) -> dict[str, Any]:
     """A rollout's first state (its waves), computed from the hub's devices; nothing is sent or recorded.
 
@@ -687,17 +696,13 @@ def fleet_plan(home: Home, hub: Any, request: Any, *, now: float) -> dict[str, A
         FleetError: the name is in use, or the target matches no device.
     """
     from edgepack.fleet import runner
-    from edgepack.fleet.state import RolloutStore
 
-    return runner.plan(hub, RolloutStore(runner.folder(home.root)), request, now)
+    return runner.plan(hub, _rollouts(home), request, now)
 
 
 def fleet_start(home: Home, state: dict[str, Any]) -> None:
     """Record a planned rollout (a name is used once)."""
-    from edgepack.fleet import runner
-    from edgepack.fleet.state import RolloutStore
-
-    RolloutStore(runner.folder(home.root)).create(state["name"], state)
+    _rollouts(home).create(state["name"], state)
 
 
 def fleet_run(home: Home, hub: Any, name: str, *, poll_s: float = 5.0,
@@ -708,17 +713,15 @@ def fleet_run(home: Home, hub: Any, name: str, *, poll_s: float = 5.0,
         LeaseHeld: another controller runs it. FleetError: the hub refused a step.
     """
     from edgepack.fleet import runner
-    from edgepack.fleet.state import RolloutStore
 
-    return runner.run(hub, RolloutStore(runner.folder(home.root)), name, poll_s=poll_s, progress=progress)
+    return runner.run(hub, _rollouts(home), name, poll_s=poll_s, progress=progress)
 
 
 def fleet_status(home: Home, name: str | None = None) -> list[dict[str, Any]]:
     """The recorded state of one rollout, or of every rollout of this home."""
     from edgepack.fleet import runner
-    from edgepack.fleet.state import RolloutStore
 
-    return runner.status(RolloutStore(runner.folder(home.root)), name)
+    return runner.status(_rollouts(home), name)
 
 
 def fleet_control(home: Home, name: str, request: str, *, hub: Any = None, now: float = 0.0) -> str:
@@ -731,9 +734,8 @@ def fleet_control(home: Home, name: str, request: str, *, hub: Any = None, now: 
     """
     from edgepack.errors import FleetError, LeaseHeld
     from edgepack.fleet import runner
-    from edgepack.fleet.state import RolloutStore
 
-    store = RolloutStore(runner.folder(home.root))
+    store = _rollouts(home)
     store.load(name)  # names a missing rollout
     if request == "abort":
         try:
