@@ -19,7 +19,8 @@ from typing import Any, Mapping
 from edgepack.deploy.pinning import pinned
 from edgepack.errors import DeployError
 
-HTTP_PORT = 80
+HTTP_PORT = 80  # the Functions host's port in its container
+SERVICE_PORT = 80  # every Service's own port
 _SETTING = re.compile(r"^%([A-Za-z_][A-Za-z0-9_]*)%$")
 _KEDA_TYPES = {"blobTrigger": "azure-blob", "serviceBusTrigger": "azure-servicebus"}
 _DEFAULT_CONNECTIONS = {"blobTrigger": "AzureWebJobsStorage", "serviceBusTrigger": "AzureWebJobsServiceBus"}
@@ -119,13 +120,36 @@ def _meta(name: str, options: KubernetesOptions) -> dict[str, Any]:
             "labels": {"app": name, "app.kubernetes.io/managed-by": "edgepack"}}
 
 
+def _requests(options: KubernetesOptions) -> dict[str, str]:
+    return {"cpu": options.cpu_request, "memory": options.memory_request}
+
+
+def _secret(options: KubernetesOptions, settings: Mapping[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(options.name, options), "type": "Opaque",
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in sorted(settings.items())}}
+
+
+def _service(name: str, options: KubernetesOptions, port: int) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(name, options),
+            "spec": {"type": "ClusterIP", "selector": {"app": name},
+                     "ports": [{"port": SERVICE_PORT, "targetPort": port, "protocol": "TCP"}]}}
+
+
+def _autoscaler(name: str, options: KubernetesOptions) -> dict[str, Any]:
+    """A HorizontalPodAutoscaler on CPU utilization (a share of each pod's CPU request)."""
+    return {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": _meta(name, options),
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                     "minReplicas": max(1, options.min_replicas), "maxReplicas": options.max_replicas,
+                     "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
+                         "type": "Utilization", "averageUtilization": 70}}}]}}
+
+
 def _deployment(name: str, image: str, options: KubernetesOptions, functions: list[str], *, replicas: int,
                 http: bool) -> dict[str, Any]:
     env = [{"name": f"AzureFunctionsJobHost__functions__{i}", "value": fn} for i, fn in enumerate(functions)]
     container: dict[str, Any] = {"name": "functions", "image": image, "env": env,
                                  "envFrom": [{"secretRef": {"name": options.name}}],
-                                 "resources": {"requests": {"cpu": options.cpu_request,
-                                                            "memory": options.memory_request}}}
+                                 "resources": {"requests": _requests(options)}}
     probe = {"httpGet": {"path": "/", "port": HTTP_PORT}, "periodSeconds": 10, "timeoutSeconds": 240,
              "failureThreshold": 3}
     if http:
@@ -145,23 +169,14 @@ def render_manifests(functions: list[dict[str, Any]], image: str, options: Kuber
     """
     pinned(image)
     _check_requests(options)
-    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(options.name, options), "type": "Opaque",
-              "data": {k: base64.b64encode(v.encode()).decode() for k, v in sorted(
-                  {"FUNCTIONS_WORKER_RUNTIME": "python", **options.settings}.items())}}
-    out = [secret]
+    out = [_secret(options, {"FUNCTIONS_WORKER_RUNTIME": "python", **options.settings})]
     http = [f["name"] for f in functions if any(b["type"] == "httpTrigger" for b in f["bindings"])]
     other = [f for f in functions if f["name"] not in http]
     if http:
         name = f"{options.name}-http"
         out.append(_deployment(name, image, options, http, replicas=max(1, options.min_replicas), http=True))
-        out.append({"apiVersion": "v1", "kind": "Service", "metadata": _meta(name, options),
-                    "spec": {"type": "ClusterIP", "selector": {"app": name},
-                             "ports": [{"port": 80, "targetPort": HTTP_PORT, "protocol": "TCP"}]}})
-        out.append({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": _meta(name, options),
-                    "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-                             "minReplicas": max(1, options.min_replicas), "maxReplicas": options.max_replicas,
-                             "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
-                                 "type": "Utilization", "averageUtilization": 70}}}]}})
+        out.append(_service(name, options, HTTP_PORT))
+        out.append(_autoscaler(name, options))
     if other:
         triggers = []
         for fn in other:
@@ -184,7 +199,6 @@ def render_manifests(functions: list[dict[str, Any]], image: str, options: Kuber
 
 # An extended resource name: a DNS subdomain prefix and a name (Kubernetes' qualified-name rules).
 _RESOURCE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
-SERVICE_PORT = 80
 
 
 def render_service_manifests(image: str, *, target: str, port: int, auth: str,
@@ -210,15 +224,13 @@ def render_service_manifests(image: str, *, target: str, port: int, auth: str,
                           hint="Pass --setting EDGEPACK_PRIMARY_KEY=... (and EDGEPACK_SECONDARY_KEY), or package "
                                "with --no-auth.")
     name = options.name
-    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(name, options), "type": "Opaque",
-              "data": {k: base64.b64encode(v.encode()).decode() for k, v in sorted(options.settings.items())}}
     probe = {"httpGet": {"path": "/health", "port": port}, "periodSeconds": 5, "failureThreshold": 3}
     container: dict[str, Any] = {
         "name": "model", "image": image, "ports": [{"containerPort": port}],
         "envFrom": [{"secretRef": {"name": name}}],
         "readinessProbe": probe, "startupProbe": {**probe, "failureThreshold": 120},
         "livenessProbe": {"httpGet": {"path": "/", "port": port}, "periodSeconds": 10}}
-    container["resources"] = {"requests": {"cpu": options.cpu_request, "memory": options.memory_request}}
+    container["resources"] = {"requests": _requests(options)}
     if options.accelerator_resource:
         count = str(options.accelerator_count)
         container["resources"]["limits"] = {options.accelerator_resource: count}
@@ -229,15 +241,7 @@ def render_service_manifests(image: str, *, target: str, port: int, auth: str,
     deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(name, options),
                   "spec": {"replicas": max(1, options.min_replicas), "selector": {"matchLabels": {"app": name}},
                            "template": {"metadata": {"labels": {"app": name}}, "spec": pod}}}
-    service = {"apiVersion": "v1", "kind": "Service", "metadata": _meta(name, options),
-               "spec": {"type": "ClusterIP", "selector": {"app": name},
-                        "ports": [{"port": SERVICE_PORT, "targetPort": port, "protocol": "TCP"}]}}
-    hpa = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": _meta(name, options),
-           "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-                    "minReplicas": max(1, options.min_replicas), "maxReplicas": options.max_replicas,
-                    "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
-                        "type": "Utilization", "averageUtilization": 70}}}]}}
-    out = [secret, deployment, service, hpa]
+    out = [_secret(options, options.settings), deployment, _service(name, options, port), _autoscaler(name, options)]
     validate_manifests(out)
     return out
 
