@@ -7,7 +7,7 @@ Reads are twin queries (paged); writes are device twin tags and layered deployme
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from edgepack.errors import FleetError
 
@@ -46,17 +46,25 @@ class HubClient:
                 client.protocol.config.connection.verify = ca_file
         self.requests = 0
 
+    def _call(self, action: str, request: Callable[[], Any], *, done_status: int | None = None) -> Any:
+        """One request to the hub, counted; its failure as a FleetError naming ``action`` (an HTTP status of
+        ``done_status`` means the request's effect is there already: a resumed step)."""
+        self.requests += 1
+        try:
+            return request()
+        except Exception as exc:  # msrest raises HttpOperationError; transport failures are requests' own
+            if done_status is not None and _status(exc) == done_status:
+                return None
+            raise _failed(action, exc) from None
+
     def _query(self, text: str) -> list[Any]:
         from azure.iot.hub.models import QuerySpecification
 
         items: list[Any] = []
         token = None
         while True:
-            self.requests += 1
-            try:
-                page = self.registry.query_iot_hub(QuerySpecification(query=text), token, 1000)
-            except Exception as exc:  # msrest raises HttpOperationError; transport failures are requests' own
-                raise _failed(f"querying the hub ({text[:80]})", exc) from None
+            page = self._call(f"querying the hub ({text[:80]})",
+                              lambda: self.registry.query_iot_hub(QuerySpecification(query=text), token, 1000))
             items += page.items or []
             token = page.continuation_token
             if not token:
@@ -80,40 +88,25 @@ class HubClient:
         """Merge ``tags`` into a device twin's tags."""
         from azure.iot.hub.models import Twin
 
-        self.requests += 1
-        try:
-            self.registry.update_twin(device, Twin(tags=tags), "*")
-        except Exception as exc:  # msrest raises HttpOperationError; transport failures are requests' own
-            raise _failed(f"tagging device '{device}'", exc) from None
+        self._call(f"tagging device '{device}'", lambda: self.registry.update_twin(device, Twin(tags=tags), "*"))
 
     def layers(self) -> list[Any]:
         """Every configuration on the hub."""
-        self.requests += 1
-        try:
-            return list(self.configurations.get_configurations(max_count=100) or [])
-        except Exception as exc:  # msrest raises HttpOperationError; transport failures are requests' own
-            raise _failed("listing the hub's deployments", exc) from None
+        return list(self._call("listing the hub's deployments",
+                               lambda: self.configurations.get_configurations(max_count=100)) or [])
 
     def create_layer(self, layer_id: str, content: dict[str, Any], *, target_condition: str, priority: int,
                      labels: dict[str, str]) -> None:
         """Create a layered deployment; one that exists already with this id is taken as done (a resumed step)."""
         from azure.iot.hub.models import Configuration, ConfigurationContent
 
-        self.requests += 1
         configuration = Configuration(id=layer_id, schema_version="1.0", labels=labels, priority=priority,
                                       target_condition=target_condition,
                                       content=ConfigurationContent(modules_content=content))
-        try:
-            self.configurations.create_configuration(configuration)
-        except Exception as exc:  # msrest raises HttpOperationError; transport failures are requests' own
-            if _status(exc) != 409:
-                raise _failed(f"creating deployment '{layer_id}'", exc) from None
+        self._call(f"creating deployment '{layer_id}'",
+                   lambda: self.configurations.create_configuration(configuration), done_status=409)
 
     def delete_layer(self, layer_id: str) -> None:
         """Delete a deployment; one already gone is taken as done."""
-        self.requests += 1
-        try:
-            self.configurations.delete_configuration(layer_id)
-        except Exception as exc:  # msrest raises HttpOperationError; transport failures are requests' own
-            if _status(exc) != 404:
-                raise _failed(f"deleting deployment '{layer_id}'", exc) from None
+        self._call(f"deleting deployment '{layer_id}'", lambda: self.configurations.delete_configuration(layer_id),
+                   done_status=404)
