@@ -39,6 +39,15 @@ class Fleet:
     def desired(self, device: str) -> dict:
         return self.hub.state.twin(device, AGENT)["properties"]["desired"].get("model") or {}
 
+    def wait_all(self, model: dict, timeout: float = 10.0) -> bool:
+        """Wait until every device's desired model is ``model``; whether it came to that."""
+        deadline = time.time() + timeout
+        while any(self.desired(d) != model for d in self.devices):
+            if time.time() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             for device in self.devices:

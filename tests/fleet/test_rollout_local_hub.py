@@ -61,10 +61,7 @@ def test_a_healthy_model_reaches_every_device_in_waves_and_offline_ones_stay_pen
         assert {state["devices"][d]["state"] for d in online} == {"healthy"}
         assert state["steps"] == 1 + len(waves)  # the layer once, then one tagging per wave
         fleet.offline.clear()  # back online: they get the model from the same deployment
-        deadline = time.time() + 10
-        while time.time() < deadline and any(fleet.desired(d) != V2 for d in fleet.devices):
-            time.sleep(0.05)
-        assert all(fleet.desired(d) == V2 for d in fleet.devices)
+        assert fleet.wait_all(V2)
         assert state["requests"] > 0
     finally:
         fleet.stop()
@@ -81,10 +78,7 @@ def test_a_model_that_errors_stops_at_the_first_wave_and_is_rolled_back(local, t
         assert state["reason"].startswith("wave 1:") and "error_rate 0.4 (gate error_rate<0.05)" in state["reason"]
         assert [w["status"] for w in state["waves"]][:2] == ["failed", "waiting"]
         assert layer_id("cnn-v2") not in local.state.configurations
-        deadline = time.time() + 10
-        while time.time() < deadline and any(fleet.desired(d) != V1 for d in fleet.devices):
-            time.sleep(0.05)
-        assert all(fleet.desired(d) == V1 for d in fleet.devices)  # the last good model everywhere
+        assert fleet.wait_all(V1)  # the last good model everywhere
         later = [d for w in state["waves"][1:] for d in w["devices"]]
         assert later and all("rollouts" not in (local.state.twin(d)["tags"].get("edgepack") or {}) for d in later)
     finally:

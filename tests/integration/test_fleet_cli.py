@@ -4,7 +4,6 @@ process, found through its endpoints file as ``--local`` finds a daemon), with t
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -70,10 +69,7 @@ def test_rollout_status_and_refusals(hub, dev_registry, capsys):
         assert code == 1 and "no controller is running it" in err and "--local" in err
         code, out, err = run_cli(["fleet", "abort", "cnn-v1", "--local"], capsys)
         assert code == 0 and "rolled back" in out, err
-        deadline = time.time() + 10
-        while time.time() < deadline and any(fleet.desired(d).get("digest") == digest for d in fleet.devices):
-            time.sleep(0.05)
-        assert all(fleet.desired(d) == V1 for d in fleet.devices)  # the base's model, not the one rolled out
+        assert fleet.wait_all(V1)  # the base's model, not the one rolled out
         assert "edgepack-rollout-cnn-v1" not in hub.state.configurations
     finally:
         fleet.stop()
