@@ -424,10 +424,9 @@ class Agent:
         """The candidate's part of the reported properties (None, which deletes it, when there is none)."""
         if not self.shadow_wanted:
             return None
-        current = self.shadow.current
-        return {"version": current.version if current.digest else None, "digest": current.digest or None,
-                "status": self.shadow.status, "lastError": self.shadow.last_error,
-                "desiredDigest": self.shadow.reported()["desiredDigest"], "refused": self.shadow.reported()["refused"],
+        model = self.shadow.reported()
+        return {"version": model["version"] if model["digest"] else None, "digest": model["digest"],
+                **{k: model[k] for k in ("status", "lastError", "desiredDigest", "refused")},
                 **self.shadow_stats.snapshot()}
 
     def _report_now(self) -> None:
