@@ -151,12 +151,16 @@ def load_labels(path: Path, count: int) -> np.ndarray:
         labels = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise CalibrationDataError(f"reading labels '{path}': {exc}", hint="Save them with numpy.save.") from exc
+    return _checked_labels(labels, f"'{path}'", count)
+
+
+def _checked_labels(labels: np.ndarray, where: str, count: int) -> np.ndarray:
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-        raise CalibrationDataError(f"reading labels '{path}': expected a 1-D array of integer class ids, got "
+        raise CalibrationDataError(f"reading labels {where}: expected a 1-D array of integer class ids, got "
                                    f"{labels.dtype} of shape {labels.shape}",
                                    hint="Give one integer class id per sample.")
     if len(labels) != count:
-        raise CalibrationDataError(f"reading labels '{path}': {len(labels)} labels for {count} samples",
+        raise CalibrationDataError(f"reading labels {where}: {len(labels)} labels for {count} samples",
                                    hint="Give exactly one label per sample, in the data's order.")
     return labels
 
@@ -173,12 +177,7 @@ def load_labels_for(data: Path, labels: Path | None, count: int) -> np.ndarray:
     if data.is_file() and data.suffix == ".npz":
         with np.load(data, allow_pickle=False) as loaded:
             if "labels" in loaded.files:
-                found = loaded["labels"]
-                if found.ndim == 1 and np.issubdtype(found.dtype, np.integer) and len(found) == count:
-                    return found
-                raise CalibrationDataError(f"reading labels from '{data}': 'labels' is {found.dtype} of shape "
-                                           f"{found.shape} for {count} samples",
-                                           hint="Give one integer class id per sample.")
+                return _checked_labels(loaded["labels"], f"'labels' in '{data}'", count)
     raise CalibrationDataError(f"evaluating on '{data}': no labels",
                                hint="Pass --labels FILE.npy (one class id per sample), or put a 'labels' array "
                                     "in the .npz file.")
