@@ -272,8 +272,8 @@ class Agent:
         if version and version <= self.desired_version:
             return  # seen already (the twin read after a reconnect repeats what patches brought)
         self.desired_version = version
-        if "model" in desired:
-            self.models.want(desired["model"])
+        if "model" in desired or full:  # absent from the twin or null in a patch: the image's own model
+            self.models.want(desired.get("model"))
         if desired.get("shadow") is not None:
             self.shadow_wanted = True
             self.shadow.want(desired["shadow"])

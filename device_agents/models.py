@@ -231,8 +231,11 @@ class ModelSwapper:
             self.status, self.last_error = "serving", ""
 
     def want(self, value: Any) -> None:
-        """The twin's desired ``model`` (None: keep what serves)."""
+        """The twin's desired ``model``; None (the property is gone, as when the rollout deployment that set it
+        was deleted) asks for the image's own model again."""
         if value is None:
+            self._desired = None
+            self._wake.set()
             return
         try:
             desired = DesiredModel.parse(value)
@@ -269,6 +272,9 @@ class ModelSwapper:
                 continue
             self._wake.clear()
             desired = self._desired
+            if desired is None and self.current.digest:
+                self._serve_baked()
+                continue
             if desired is None or desired.digest == self.current.digest:
                 if desired is not None and self.status != "serving":
                     self.status, self.last_error = "serving", ""
@@ -339,6 +345,23 @@ class ModelSwapper:
                  desired.version, desired.digest, downloaded - started, done - downloaded)
         self._changed()
         return False
+
+    def _serve_baked(self) -> None:
+        """Serve the image's own model again (the twin names none any more)."""
+        with self._lock:
+            if self._desired is not None or not self.current.digest:
+                return
+            try:
+                runtime = self._load(self.baked)
+            except RuntimeSetupError as exc:
+                self._fail(f"the image's own model does not load: {exc}")
+                return
+            self._install(runtime)
+            self.previous, self.current = self.current, self.baked
+            self.status, self.last_error = "serving", ""
+            self._save()
+        log.info("the twin names no model: serving the image's own model (version %d) again", self.baked.version)
+        self._changed()
 
     def _load(self, model: Installed) -> Runtime:
         runtime = Runtime(model.config(self.base_config))

@@ -64,6 +64,22 @@ def test_a_model_from_https_is_swapped_in_and_scores(hub, start_agent, sampled_c
     assert result.properties["modelVersion"] == "2"
 
 
+
+def test_a_model_no_longer_named_by_the_twin_gives_way_to_the_images_own(hub, start_agent, sampled_config, models,
+                                                                         tmp_path):
+    """A rollout's deployment deleted takes its desired model away: the agent serves the image's model again."""
+    start_agent(sampled_config)
+    spec, _ = _offer(models, tmp_path, "v2", seed=22)
+    hub.responder.patch_desired({"model": {"version": 2, **spec}})
+    assert hub.responder.wait_for(_serving(2), 30), _model(hub.responder)
+    hub.responder.patch_desired({"model": None})
+    back = hub.responder.wait_for(lambda r: _serving(1)(r) and _model(r).get("digest") is None, 30)
+    assert back, _model(hub.responder)
+    assert _model(hub.responder)["previousVersion"] == 2
+    rows = [[0.1, 0.2, 0.3, 0.4]]
+    assert _score(hub.responder, rows)[0] == pytest.approx(
+        expected(tmp_path / "model" / "model.onnx", rows)[0], rel=1e-5)
+
 @pytest.mark.parametrize("fault, text", [
     ("digest", "its sha256 is"),
     ("garbage", "does not load"),
