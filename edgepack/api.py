@@ -21,8 +21,8 @@ from edgepack.deploy import keys as keystore
 from edgepack.deploy import functionapp, iotedge, local
 from edgepack.deploy.kubernetes import KubernetesOptions, render_manifests, render_service_manifests
 from edgepack.deploy.pinning import pinned
-from edgepack.errors import (ConfigError, DeployError, EdgepackError, InvalidModel, NotQuantized, PackagingError,
-                             QuantizationInvariantError, RegistryError)
+from edgepack.errors import (ConfigError, DeployError, EdgepackError, FleetError, InvalidModel, NotQuantized,
+                             PackagingError, QuantizationInvariantError, RegistryError)
 from edgepack.home import Home
 from edgepack.models.artifact import ModelArtifact
 from edgepack.models.store import LocalModelStore, describe_path, parse_model_ref
@@ -679,6 +679,35 @@ def fleet_model(model: str, *, registry: RegistryOptions | None = None) -> dict[
     with _Clients((registry or RegistryOptions()).for_host(model_ref)) as clients:
         manifest, digest = registry_models.fetch_model_manifest(clients(model_ref), model_ref)
     return {"version": manifest.version, "digest": digest, "uri": str(model_ref), "sizeBytes": manifest.size}
+
+
+def fleet_simulation(home: Home, *, model_ref: str, config_path: Path, spec: Any,
+                     body: bytes | None = None) -> Any:
+    """A simulated fleet on the running local hub: ``spec.devices`` real agents serving ``model_ref`` with the
+    config's entry script, registered, tagged and started (the caller sends traffic and stops it).
+
+    Raises:
+        ConfigError, ModelNotFound: as loading fails. HubError: no local hub runs. FleetError: no input to send.
+    """
+    from edgepack.devtools.fleetsim.simulator import Simulation
+    from edgepack.devtools.iothub import control
+
+    config = load_config(config_path)
+    model = get_model(home, model_ref)
+    endpoints = control.endpoints(home.hub)
+    if body is None:
+        if config.input_sample is None:
+            raise FleetError(f"simulating a fleet: {config_path} has no input sample to send",
+                             hint="Add an inputSample to the inference config, or pass --body FILE.")
+        body = json.dumps(config.input_sample).encode()
+    workdir = home.root / "fleet-sim" / spec.prefix
+    shutil.rmtree(workdir / "app", ignore_errors=True)
+    (workdir / "app").mkdir(parents=True)
+    runtime_config = profiling.write_runtime_config(model, config, workdir / "app", target="iot-edge")
+    simulation = Simulation(spec, hub_home=home.hub, endpoints=endpoints, runtime_config=runtime_config,
+                            workdir=workdir, body=body)
+    simulation.start(simulation.setup())
+    return simulation
 
 
 def _rollouts(home: Home) -> Any:

@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -220,3 +221,79 @@ def resume_cmd(name: str) -> None:
 def abort_cmd(name: str, local: bool, connection_env: str) -> None:
     """Stop a rollout and roll every device back to the model it had (its deployment is deleted)."""
     _control(name, "abort", local, connection_env)
+
+
+def _sim_line(elapsed: float, snap: dict[str, Any], models: dict[str, Any]) -> str:
+    serving = ", ".join(f"v{v}: {n}" for v, n in models["servingByVersion"].items()) or "none yet"
+    return (f"{elapsed:6.0f} s  devices {snap['devices']} ({snap['offline']} offline), connected "
+            f"{models['connected']}, serving {serving}; inputs {snap['sent']} sent, {snap['answered']} answered, "
+            f"{snap['errors']} errors")
+
+
+@fleet.command("simulate")
+@click.option("--devices", type=click.IntRange(1, 5000), required=True, help="How many devices to simulate.")
+@click.option("--model", "model_ref", required=True, metavar="NAME:VERSION",
+              help="The registered model every agent starts with.")
+@click.option("--inference-config", "config_path", required=True, type=click.Path(path_type=Path),
+              help="Its inference config (the entry script the agents run).")
+@click.option("--fail-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of devices on which every new model fails (each input it scores answers an error).")
+@click.option("--offline-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of devices that are offline at first (their inputs wait at the hub).")
+@click.option("--offline-for", default="10m", show_default=True, help="How long they stay offline.")
+@click.option("--rings", default="canary=5%,ring1=25%", show_default=True,
+              help="Ring tags (tags.edgepack.ring) by share of the fleet; the rest has none ('all' in a rollout).")
+@click.option("--rate", type=click.FloatRange(0.01, 100), default=1.0, show_default=True,
+              help="Inputs per device per second.")
+@click.option("--seconds", "duration", metavar="DURATION", help="Stop after this long (default: on Ctrl-C).")
+@click.option("--prefix", default="sim", show_default=True, help="Device ids are PREFIX-0000, PREFIX-0001, ...")
+@click.option("--agents-per-process", type=click.IntRange(1, 200), default=25, show_default=True,
+              help="Agents sharing one Python process.")
+@click.option("--report-seconds", type=click.FloatRange(0.5, 300), default=5.0, show_default=True,
+              help="How often each agent reports its properties.")
+@click.option("--body", "body_path", type=click.Path(path_type=Path),
+              help="The input to send (default: the inference config's input sample).")
+@click.option("--json", "as_json", is_flag=True, help="Print the final tally as JSON.")
+def simulate_cmd(devices: int, model_ref: str, config_path: Path, fail_rate: float, offline_rate: float,
+                 offline_for: str, rings: str, rate: float, duration: str | None, prefix: str,
+                 agents_per_process: int, report_seconds: float, body_path: Path | None, as_json: bool) -> None:
+    """Run DEVICES real agents (the real device SDK) as IoT Edge devices of the local hub, send each one inputs
+    at a steady rate and count every result that reaches $upstream: roll models out to them from another
+    terminal with 'edgepack fleet rollout --local'. Exits 3 when an online device's input got no result."""
+    from edgepack.devtools.fleetsim.simulator import SimSpec, parse_ring_shares
+    from edgepack.fleet.spec import check_name, parse_duration
+
+    spec = SimSpec(devices=devices, prefix=check_name(prefix), rings=parse_ring_shares(rings), fail_rate=fail_rate,
+                   offline_rate=offline_rate, offline_s=parse_duration("--offline-for", offline_for), rate=rate,
+                   per_process=agents_per_process, report_s=report_seconds)
+    limit = parse_duration("--seconds", duration) if duration else None
+    body = None
+    if body_path is not None:
+        try:
+            body = body_path.read_bytes()
+        except OSError as exc:
+            raise FleetError(f"reading --body {body_path}: {exc.strerror}", hint="Give a file with one request.")
+    simulation = api.fleet_simulation(home_from_env(), model_ref=model_ref, config_path=config_path, spec=spec,
+                                      body=body)
+    click.echo(f"{devices} agents starting ({len(simulation.failing)} failing, {len(simulation.offline)} offline "
+               f"for {spec.offline_s:.0f} s); state in {simulation.workdir}", err=True)
+    began = time.monotonic()
+    next_line = 0.0
+    try:
+        while limit is None or time.monotonic() - began < limit:
+            tick = time.monotonic()
+            simulation.send()
+            if tick - began >= next_line:
+                click.echo(_sim_line(tick - began, simulation.snapshot(), simulation.models()), err=True)
+                next_line = tick - began + 5
+            time.sleep(max(0.0, 1 / rate - (time.monotonic() - tick)))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        click.echo("stopping: waiting for the last results", err=True)
+        simulation.drain(30)
+        summary = {**simulation.snapshot(), **simulation.models()}
+        simulation.stop()
+    click.echo(json.dumps(summary, indent=2) if as_json else "\n".join(f"{k}: {v}" for k, v in summary.items()))
+    if summary["missing"]:
+        sys.exit(3)

@@ -86,20 +86,21 @@ def read_samples(path: Path) -> list[Sample]:
     return samples
 
 
-def write_runtime_config(model: ModelArtifact, config: InferenceConfig, workdir: Path) -> Path:
-    """The webservice image's runtime settings and model entry, under ``workdir`` as the app root: the model is
+def write_runtime_config(model: ModelArtifact, config: InferenceConfig, workdir: Path, *,
+                         target: str = "webservice") -> Path:
+    """The ``target`` image's runtime settings and model entry, under ``workdir`` as the app root: the model is
     linked into ``azureml-models/NAME/VERSION`` as in the image, the source is used where it is."""
     source = config.source_directory or config.entry_script.parent
-    settings = runtime_config((model,), config, target="webservice", app_root=str(workdir),
+    settings = runtime_config((model,), config, target=target, app_root=str(workdir),
                               source_dest=str(source), auth_enabled=False)
-    target = Path(settings.model_dir)
-    target.mkdir(parents=True, exist_ok=True)
+    models_dir = Path(settings.model_dir)
+    models_dir.mkdir(parents=True, exist_ok=True)
     if model.folder:
-        (target / model.folder).symlink_to(model.root, target_is_directory=True)
+        (models_dir / model.folder).symlink_to(model.root, target_is_directory=True)
     else:
         for f in model.files:
-            (target / f.path).parent.mkdir(parents=True, exist_ok=True)
-            (target / f.path).symlink_to(model.root / f.path)
+            (models_dir / f.path).parent.mkdir(parents=True, exist_ok=True)
+            (models_dir / f.path).symlink_to(model.root / f.path)
     entries = workdir / MODELS_FOLDER
     entries.mkdir(exist_ok=True)
     entry = settings.models[0]

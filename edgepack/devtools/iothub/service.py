@@ -47,6 +47,7 @@ _ROUTES = [(method, re.compile(pattern), name) for method, pattern, name in [
     ("*", r"^/twins/([^/]+)()$", "_twin"),
     ("GET", r"^/configurations$", "_configurations"),
     ("POST", r"^/edgepack/devices/([^/]+)/modules/([^/]+)/inputs/([^/]+)$", "_send"),
+    ("POST", r"^/edgepack/inputs$", "_send_many"),
     ("*", r"^/configurations/([^/]+)$", "_configuration"),
 ]]
 _NEVER = "0001-01-01T00:00:00Z"
@@ -256,19 +257,33 @@ class HubService:
               headers: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
         """edgepack's own (IoT Hub has no such call): ``{"messages": [{"body": ..., "messageId": ...}]}`` into a
         module's input, as another module's output routed there would arrive."""
+        messages = self._messages(data, '{"messages": [{"body": ...}, ...]}')
         self.state.identity(device, module)
-        messages = (data or {}).get("messages") if isinstance(data, dict) else None
-        if not isinstance(messages, list) or not all(isinstance(m, dict) and "body" in m for m in messages) \
-                or self._send_input is None:
-            raise HubStateError(400, "ArgumentInvalid", 'the body is {"messages": [{"body": ...}, ...]}')
-        ids = []
-        for message in messages:
-            body = message["body"]
-            raw = body if isinstance(body, str) else json.dumps(body)
-            ids.append(self._send_input(device, module, input_name, raw, message_id=message.get("messageId"),
-                                        correlation_id=message.get("correlationId"),
-                                        properties=message.get("properties") or None))
+        return 200, {"messageIds": [self._deliver(device, module, input_name, m) for m in messages]}, {}
+
+    def _send_many(self, method: str, *, data: Any, headers: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+        """edgepack's own, for many modules at once (a simulated fleet): ``{"messages": [{"device": ...,
+        "module": ..., "input": ..., "body": ...}]}``; every identity is checked before anything is sent."""
+        messages = self._messages(data, '{"messages": [{"device": ..., "module": ..., "input": ..., "body": ...}]}',
+                                  keys=("device", "module", "input"))
+        for m in messages:
+            self.state.identity(str(m["device"]), str(m["module"]))
+        ids = [self._deliver(str(m["device"]), str(m["module"]), str(m["input"]), m) for m in messages]
         return 200, {"messageIds": ids}, {}
+
+    def _messages(self, data: Any, shape: str, keys: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        messages = (data or {}).get("messages") if isinstance(data, dict) else None
+        if not isinstance(messages, list) or self._send_input is None or not all(
+                isinstance(m, dict) and all(k in m for k in ("body", *keys)) for m in messages):
+            raise HubStateError(400, "ArgumentInvalid", f"the body is {shape}")
+        return messages
+
+    def _deliver(self, device: str, module: str, input_name: str, message: dict[str, Any]) -> str:
+        assert self._send_input is not None
+        body = message["body"]
+        return self._send_input(device, module, input_name, body if isinstance(body, str) else json.dumps(body),
+                                message_id=message.get("messageId"), correlation_id=message.get("correlationId"),
+                                properties=message.get("properties") or None)
 
     def _apply(self, method: str, device: str, *, data: Any,
                headers: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
