@@ -98,6 +98,7 @@ class Tally:
     duplicates: int = 0
     errors: int = 0
     by_version: Counter = field(default_factory=Counter)
+    served: dict[str, set[str]] = field(default_factory=dict)  # model version -> devices whose results it made
     error_devices: Counter = field(default_factory=Counter)
 
     def result(self, record: dict[str, Any]) -> None:
@@ -109,7 +110,9 @@ class Tally:
             return
         self.answered.add(input_id)
         properties = record.get("properties") or {}
-        self.by_version[str(properties.get("modelVersion", ""))] += 1
+        version = str(properties.get("modelVersion", ""))
+        self.by_version[version] += 1
+        self.served.setdefault(version, set()).add(self.sent[input_id])
         if properties.get("error") == "true":
             self.errors += 1
             self.error_devices[self.sent[input_id]] += 1
@@ -122,6 +125,7 @@ class Tally:
                 self.unanswered(away), "waitingForOfflineDevices": self.unanswered(away),
                 "duplicates": self.duplicates, "errors": self.errors,
                 "resultsByModelVersion": dict(sorted(self.by_version.items())),
+                "devicesByModelVersion": {v: len(d) for v, d in sorted(self.served.items())},
                 "devicesWithErrors": len(self.error_devices)}
 
 
@@ -289,11 +293,13 @@ class Simulation:
                 return
             time.sleep(0.5)
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 30.0) -> None:
+        """Stop the agents (what they queued stays in their state folders), killing those still up after
+        ``grace`` seconds."""
         for process in self.processes:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + grace
         for process in self.processes:
             try:
                 process.wait(max(0.1, deadline - time.monotonic()))
