@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from edgepack.deploy.iotedge import check_limits
 from edgepack.errors import FleetError, RolloutSpecError
 from edgepack.fleet.controller import (ABORTED, PAUSED, RUNNING, SUCCEEDED, Step, decide, layer_id,
                                        rollback_steps, shadow_layer_id, step_done, tag_key, wave_counts)
@@ -52,6 +53,7 @@ def plan(hub: HubClient, store: RolloutStore, request: RolloutRequest, now: floa
 
     Raises:
         FleetError: the name is in use, or the target matches no device (nothing is sent to the hub).
+        DeployError: the layers' content breaks the hub's twin limits.
     """
     if store.exists(request.name):
         raise FleetError(f"starting rollout '{request.name}': the name is in use",
@@ -74,7 +76,7 @@ def plan(hub: HubClient, store: RolloutStore, request: RolloutRequest, now: floa
                          f"({_condition(request)})", hint="Check --rings or --target-condition against the twins' "
                                                           "tags (tags.edgepack.ring).")
     top = max([int(c.priority or 0) for c in hub.layers()] + [0])
-    return {"name": request.name, "phase": RUNNING, "started": now,
+    state = {"name": request.name, "phase": RUNNING, "started": now,
             "priority": top + (2 if request.shadow_s else 1), "shadow_priority": top + 1,
             "model": request.model, "module": request.module, "key": tag_key(request.name),
             "gate": [asdict(c) for c in request.gate],
@@ -84,19 +86,41 @@ def plan(hub: HubClient, store: RolloutStore, request: RolloutRequest, now: floa
             "waves": [{"number": w.number, "ring": w.ring, "devices": list(w.devices), "status": "waiting",
                        "soak_since": None} for w in waves],
             "steps": 0, "pending": None, "reason": ""}
+    check_layers(state)
+    return state
+
+
+def layer_content(state: dict[str, Any], *, shadow: bool = False) -> dict[str, Any]:
+    """The modules content of a rollout's layered deployment (or of its shadow layer)."""
+    if shadow:
+        desired: dict[str, Any] = {"properties.desired.shadow": state["model"]}
+    else:
+        desired = {"properties.desired.model": state["model"]}
+        if state["spec"].get("shadow_s"):
+            desired["properties.desired.shadow"] = None  # serving it ends its shadow
+    return {"$edgeAgent": {}, state["module"]: desired}
+
+
+def check_layers(state: dict[str, Any]) -> None:
+    """The layers' desired properties within IoT Hub's twin rules (32 KB a twin, 4 KB a value, no lists, ...).
+
+    Raises:
+        DeployError: a rule broken, named.
+    """
+    for shadow in (False, True):
+        content = layer_content(state, shadow=shadow)
+        module = {k[len("properties.desired."):]: v for k, v in content[state["module"]].items()}
+        check_limits({"modulesContent": {state["module"]: {"properties.desired": module}}})
 
 
 def _execute(hub: HubClient, state: dict[str, Any], step: Step) -> None:
     labels = {"edgepack-rollout": state["name"], "edgepack-module": state["module"]}
     if step.kind == "create-layer":
-        desired: dict[str, Any] = {"properties.desired.model": state["model"]}
-        if state["spec"].get("shadow_s"):
-            desired["properties.desired.shadow"] = None  # serving it ends its shadow
-        hub.create_layer(step.layer, {"$edgeAgent": {}, state["module"]: desired},
+        hub.create_layer(step.layer, layer_content(state),
                          target_condition=f"IS_DEFINED(tags.edgepack.rollouts.{state['key']})",
                          priority=state["priority"], labels=labels)
     elif step.kind == "create-shadow-layer":
-        hub.create_layer(step.layer, {"$edgeAgent": {}, state["module"]: {"properties.desired.shadow": state["model"]}},
+        hub.create_layer(step.layer, layer_content(state, shadow=True),
                          target_condition=f"IS_DEFINED(tags.edgepack.shadows.{state['key']})",
                          priority=state["shadow_priority"], labels={**labels, "edgepack-shadow": "true"})
     elif step.kind in ("tag", "shadow-tag"):

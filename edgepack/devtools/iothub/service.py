@@ -63,6 +63,9 @@ class HubService:
         self.key = key or hashlib.sha256(uuid.uuid4().bytes).digest()
         self.state = state or HubState()
         self._invoke, self._send_input = invoke, send
+        # Every request as it came (method, path with query, headers, body) when a list: tests assert what a
+        # client would send to Azure IoT Hub here, at the transport.
+        self.recorded: list[tuple[str, str, dict[str, str], bytes]] | None = None
         service = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -74,6 +77,8 @@ class HubService:
             def _handle(self, method: str) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                if service.recorded is not None:
+                    service.recorded.append((method, self.path, dict(self.headers), body))
                 try:
                     service._authorize(self.headers.get("Authorization", ""), self.headers.get("Host", ""))
                     status, answer, headers = service.handle(method, self.path, body, dict(self.headers))
