@@ -47,7 +47,7 @@ __all__ = [
     "regenerate_run_key",
     "kubernetes_manifests", "KubernetesOptions", "deploy_functionapp", "iot_edge_manifest", "profile",
     "fpga_profiles", "fpga_quantize", "fpga_report", "fpga_evaluate",
-    "fleet_model", "fleet_plan", "fleet_start", "fleet_run", "fleet_status", "fleet_control",
+    "fleet_model", "fleet_plan", "fleet_start", "fleet_run", "fleet_status", "fleet_control", "fleet_simulation",
 ]
 
 log = logging.getLogger(__name__)
@@ -490,7 +490,7 @@ def stop(home: Home, name: str, *, daemon: Any) -> None:
 
 def logs(name: str, *, daemon: Any, tail: int | None = None) -> str:
     """The output of a local run."""
-    return daemon.logs(name, tail=tail)
+    return daemon.logs(local.check_run_name(name), tail=tail)
 
 
 def run_keys(home: Home, name: str) -> dict[str, str]:

@@ -103,6 +103,10 @@ class PackagingError(EdgepackError):
     """The model and config cannot be packaged for the chosen target."""
 
 
+class LayoutError(EdgepackError):
+    """An OCI image layout on disk is not one edgepack can read (the message says what is wrong)."""
+
+
 class DaemonError(EdgepackError):
     """The Docker engine is unreachable, or an operation on it failed."""
 

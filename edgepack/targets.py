@@ -101,7 +101,7 @@ def _blob_path_problems(option: str, path: str | None, captures: set[str] | None
     if "{" in container or "}" in container:
         problems.append(f"{option}: the container part '{container}' cannot hold an expression "
                         "(use a literal name or a %AppSetting%)")
-    elif not _SETTING.match(container) and not re.match(r"^[a-z0-9](?:[a-z0-9-]{1,61}[a-z0-9])$", container):
+    elif not _SETTING.fullmatch(container) and not re.fullmatch(r"^[a-z0-9](?:[a-z0-9-]{1,61}[a-z0-9])$", container):
         problems.append(f"{option}: '{container}' is not a valid container name (3-63 lowercase letters, digits, '-')")
     if captures is not None:
         for name in _EXPRESSION.findall(pattern):
@@ -176,7 +176,7 @@ def parse_target(name: str, *, auth_level: str | None = None, no_auth: bool = Fa
         case "iot-edge":
             target = IoTEdgeTarget(module_input or DEFAULT_MODULE_INPUT, module_output or DEFAULT_MODULE_OUTPUT)
             for option, value in (("--module-input", target.module_input), ("--module-output", target.module_output)):
-                if not _ENDPOINT.match(value):
+                if not _ENDPOINT.fullmatch(value):
                     problems.append(f"{option}: '{value}' is not a valid endpoint name (letters, digits, '-', '_', "
                                     "'.'; up to 64)")
         case _:

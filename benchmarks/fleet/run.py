@@ -3,8 +3,8 @@
     python3 benchmarks/fleet/run.py [--agents 100,300,1000]   # after bash scripts/setup.sh; several minutes
 
 Two kinds of devices. Real agents (``edgepack fleet simulate``'s: device_agents on the real device SDK, 25 to a
-process, each downloading the model from the local registry, loading, probing and swapping it, with an input
-every 2 s to every device): the sizes of ``--agents``. And devices simulated at the twin level
+process, each downloading the model from the local registry, loading, probing and swapping it, with about
+100 inputs a second across the fleet): the sizes of ``--agents``. And devices simulated at the twin level
 (tests/fleet/simulated.py: each writes the model its desired properties name straight into the hub's state, no
 MQTT), which measure the controller and the hub's service API alone, at every size. Waves start=5, factor=2,
 max=500, soak 0, gate error_rate<0.05, a look at the hub every 0.5 s, through the real azure-iot-hub clients.
@@ -36,7 +36,6 @@ from tests.fleet.simulated import AGENT, V2, Fleet  # noqa: E402
 
 REGISTRY = "127.0.0.1:5000"
 
-SIZES = (100, 300, 1000)
 
 
 def _request(model: dict) -> runner.RolloutRequest:
@@ -97,13 +96,12 @@ def agents(size: int, folder: Path) -> dict:
                   and r.reported.get("status") == "running") < size:
             if time.perf_counter() - up > 900:
                 raise SystemExit(f"{size} agents did not all come up in 15 min")
-            simulation.send()
             time.sleep(2.0)
         startup = time.perf_counter() - up
         stop = threading.Event()
 
-        def traffic() -> None:
-            while not stop.wait(2.0):
+        def traffic() -> None:  # an input to every device each round, about 100 a second in all
+            while not stop.wait(max(2.0, size / 100)):
                 simulation.send()
 
         sender = threading.Thread(target=traffic, daemon=True)
@@ -163,30 +161,28 @@ def chart(rows: list[dict], real: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--agents", default="100,300", help="fleet sizes to run with real agents ('' for none)")
-    sizes = [int(s) for s in parser.parse_args().agents.split(",") if s]
-    real = []
+def _runs(kind: str, sizes: list[int], run) -> list[dict]:
+    rows = []
     for size in sizes:
         with tempfile.TemporaryDirectory(prefix="edgepack-fleet-bench-") as tmp:
-            row = agents(size, Path(tmp))
-        assert row["phase"] == "succeeded", row
-        real.append(row)
-        print(f"{size} real agents: up in {row['startup']:.1f} s; {row['waves']} waves, converged in "
-              f"{row['seconds']:.1f} s, controller CPU {row['cpu']:.2f} s, {row['requests']} hub requests "
-              f"({row['per_device']:.2f} per device); agents {row['agent_cpu']:.1f} s CPU, "
-              f"{row['agent_rss_mib']:.0f} MiB; {row['missing']} of {row['sent']} inputs without a result",
-              flush=True)
-    rows = []
-    for size in SIZES:
-        with tempfile.TemporaryDirectory(prefix="edgepack-fleet-bench-") as tmp:
-            row = one(size, Path(tmp))
+            row = run(size, Path(tmp))
         assert row["phase"] == "succeeded", row
         rows.append(row)
-        print(f"{size} twin-level devices: {row['waves']} waves, converged in {row['seconds']:.1f} s, controller "
-              f"CPU {row['cpu']:.2f} s, {row['requests']} hub requests ({row['per_device']:.2f} per device)",
+        extra = (f"; up in {row['startup']:.1f} s, agents {row['agent_cpu']:.1f} s CPU, {row['agent_rss_mib']:.0f} "
+                 f"MiB, {row['missing']} of {row['sent']} inputs without a result" if "startup" in row else "")
+        print(f"{size} {kind}: {row['waves']} waves, converged in {row['seconds']:.1f} s, controller CPU "
+              f"{row['cpu']:.2f} s, {row['requests']} hub requests ({row['per_device']:.2f} per device){extra}",
               flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--agents", default="100,300,1000", help="fleet sizes with real agents ('' for none)")
+    parser.add_argument("--twins", default="100,300,1000", help="fleet sizes with twin-level devices")
+    args = parser.parse_args()
+    real = _runs("real agents", [int(s) for s in args.agents.split(",") if s], agents)
+    rows = _runs("twin-level devices", [int(s) for s in args.twins.split(",") if s], one)
     print("\n| devices | kind | waves | time to converge | controller CPU | hub requests | per device |")
     print("|---|---|---|---|---|---|---|")
     for kind, series in (("real agents", real), ("twin-level", rows)):

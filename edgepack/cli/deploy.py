@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from edgepack import api
-from edgepack.cli.support import home_from_env, parse_pairs, registry_flags, registry_options
+from edgepack.cli.support import PathArg, home_from_env, parse_pairs, registry_flags, registry_options
 from edgepack.deploy import iotedge
 from edgepack.deploy.iotedge import DEFAULT_RUNTIME, EDGE_RUNTIMES
 from edgepack.runtime.edge import MODEL_PASSWORD, MODEL_USERNAME
@@ -39,7 +39,7 @@ def deploy() -> None:
                    "('edgepack profile' recommends one).")
 @click.option("--memory-request", default="256Mi", show_default=True, help="Each pod's memory request.")
 @click.option("--dry-run", is_flag=True, help="Print the manifests with Secret values redacted; apply nothing.")
-@click.option("--kubeconfig", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--kubeconfig", type=PathArg(exists=True, dir_okay=False),
               help="Apply the manifests (server-side apply) to this kubeconfig's cluster.")
 @click.option("--context", "kube_context", help="The kubeconfig context (default: its current one).")
 @registry_flags

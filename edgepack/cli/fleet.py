@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from edgepack import api
-from edgepack.cli.support import home_from_env, registry_flags, registry_options
+from edgepack.cli.support import Finite, PathArg, home_from_env, registry_flags, registry_options
 from edgepack.errors import FleetError
 
 
@@ -123,7 +123,8 @@ class _Bars:
 @click.option("--shadow", metavar="DURATION",
               help="First score beside the served model this long on each wave (its answers are not sent), and "
                    "serve it only if the gate's agreement held.")
-@click.option("--poll", default=5.0, show_default=True, help="Seconds between looks at the hub.")
+@click.option("--poll", default=5.0, show_default=True, type=Finite(0.05, 600),
+              help="Seconds between looks at the hub.")
 @click.option("--dry-run", is_flag=True, help="Print the waves; send and record nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final state as JSON.")
 @_hub_options
@@ -234,24 +235,24 @@ def _sim_line(elapsed: float, snap: dict[str, Any], models: dict[str, Any]) -> s
 @click.option("--devices", type=click.IntRange(1, 5000), required=True, help="How many devices to simulate.")
 @click.option("--model", "model_ref", required=True, metavar="NAME:VERSION",
               help="The registered model every agent starts with.")
-@click.option("--inference-config", "config_path", required=True, type=click.Path(path_type=Path),
+@click.option("--inference-config", "config_path", required=True, type=PathArg(),
               help="Its inference config (the entry script the agents run).")
-@click.option("--fail-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+@click.option("--fail-rate", type=Finite(0, 1), default=0.0, show_default=True,
               help="Share of devices on which every new model fails (each input it scores answers an error).")
-@click.option("--offline-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+@click.option("--offline-rate", type=Finite(0, 1), default=0.0, show_default=True,
               help="Share of devices that are offline at first (their inputs wait at the hub).")
 @click.option("--offline-for", default="10m", show_default=True, help="How long they stay offline.")
 @click.option("--rings", default="canary=5%,ring1=25%", show_default=True,
               help="Ring tags (tags.edgepack.ring) by share of the fleet; the rest has none ('all' in a rollout).")
-@click.option("--rate", type=click.FloatRange(0.01, 100), default=1.0, show_default=True,
+@click.option("--rate", type=Finite(0.01, 100), default=1.0, show_default=True,
               help="Inputs per device per second.")
 @click.option("--seconds", "duration", metavar="DURATION", help="Stop after this long (default: on Ctrl-C).")
 @click.option("--prefix", default="sim", show_default=True, help="Device ids are PREFIX-0000, PREFIX-0001, ...")
 @click.option("--agents-per-process", type=click.IntRange(1, 200), default=25, show_default=True,
               help="Agents sharing one Python process.")
-@click.option("--report-seconds", type=click.FloatRange(0.5, 300), default=5.0, show_default=True,
+@click.option("--report-seconds", type=Finite(0.5, 300), default=5.0, show_default=True,
               help="How often each agent reports its properties.")
-@click.option("--body", "body_path", type=click.Path(path_type=Path),
+@click.option("--body", "body_path", type=PathArg(),
               help="The input to send (default: the inference config's input sample).")
 @click.option("--json", "as_json", is_flag=True, help="Print the final tally as JSON.")
 def simulate_cmd(devices: int, model_ref: str, config_path: Path, fail_rate: float, offline_rate: float,

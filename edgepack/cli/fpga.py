@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from edgepack import api
-from edgepack.cli.support import home_from_env
+from edgepack.cli.support import Finite, PathArg, home_from_env
 
 
 @click.group("fpga")
@@ -41,10 +41,10 @@ def profiles_cmd(as_json: bool) -> None:
 
 @fpga.command("quantize")
 @click.option("--model", "model_ref", required=True, metavar="NAME:VERSION", help="The registered float model.")
-@click.option("--calibration", required=True, type=click.Path(path_type=Path),
+@click.option("--calibration", required=True, type=PathArg(),
               help="Real samples: a .npy or .npz file, a directory of them, or a .jsonl file of request bodies "
                    "(read through the entry script of --inference-config). Never random data.")
-@click.option("--inference-config", "config_path", type=click.Path(path_type=Path),
+@click.option("--inference-config", "config_path", type=PathArg(),
               help="The inference config whose entry script turns .jsonl request bodies into model inputs.")
 @click.option("--profile", metavar="NAME", help="The accelerator profile (edgepack fpga profiles).")
 @click.option("--samples", type=click.IntRange(1), help="Calibrate on the first N samples only.")
@@ -75,18 +75,18 @@ def _percent(value: float) -> str:
 @fpga.command("evaluate")
 @click.option("--model", "model_ref", required=True, metavar="NAME:VERSION", help="The float (reference) model.")
 @click.option("--quantized", "quantized_ref", required=True, metavar="NAME:VERSION", help="The quantized model.")
-@click.option("--data", "data_path", required=True, type=click.Path(path_type=Path),
+@click.option("--data", "data_path", required=True, type=PathArg(),
               help="Held-out samples: a .npy or .npz file, a directory of them, or a .jsonl file of request bodies.")
-@click.option("--labels", "labels_path", type=click.Path(path_type=Path),
+@click.option("--labels", "labels_path", type=PathArg(),
               help="Class ids, a .npy of one integer per sample (default: a 'labels' array in a .npz --data).")
 @click.option("--label-field", metavar="NAME",
               help="With .jsonl --data: the field of each body holding its class id (or a list, one per row).")
-@click.option("--inference-config", "config_path", type=click.Path(path_type=Path),
+@click.option("--inference-config", "config_path", type=PathArg(),
               help="The inference config whose entry script turns .jsonl request bodies into model inputs.")
 @click.option("--cpu-model", "cpu_model_ref", metavar="NAME:VERSION",
               help="Also evaluate this CPU fallback model (when it is not --model).")
 @click.option("--output", metavar="NAME", help="The output holding the class scores (default: the first float one).")
-@click.option("--max-drop", default=0.01, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--max-drop", default=0.01, show_default=True, type=Finite(0, 1),
               help="Fail when an artifact's accuracy is more than this below the float model's.")
 @click.option("--json", "as_json", is_flag=True, help="Print the measurements as JSON.")
 def evaluate_cmd(model_ref: str, quantized_ref: str, data_path: Path, labels_path: Path | None,

@@ -12,7 +12,8 @@ import click
 
 from edgepack import api
 from edgepack.build.builder import BuildOptions
-from edgepack.cli.support import emit, home_from_env, push_progress, registry_flags, registry_options, source_date_epoch
+from edgepack.cli.support import (PathArg, emit, home_from_env, push_progress, registry_flags, registry_options,
+                                  source_date_epoch)
 from edgepack.oci.imageindex import parse_platforms
 from edgepack.targets import TARGET_NAMES, parse_target
 
@@ -25,7 +26,7 @@ def _target_options(func):
         click.option("--model", "model_ref", multiple=True, metavar="NAME[:VERSION]",
                      help="A registered model (the latest version when none is given); repeat it for several. "
                           "Without it: the model a v2 deployment names, or none."),
-        click.option("--inference-config", "config_path", required=True, type=click.Path(path_type=Path),
+        click.option("--inference-config", "config_path", required=True, type=PathArg(),
                      help="inferenceconfig.json (Azure ML keys, the CLI's environment block included), a YAML "
                           "equivalent, or an Azure ML v2 managed online deployment YAML."),
         click.option("--target", "target_name", required=True, type=click.Choice(TARGET_NAMES),
@@ -84,8 +85,8 @@ def _platforms(ctx: click.Context, param: click.Parameter, value: str) -> tuple[
 @_target_options
 @click.option("--tag", metavar="REGISTRY/REPO:TAG", help="Name of the image (required with --push).")
 @click.option("--push", "do_push", is_flag=True, help="Push the image to --tag's registry.")
-@click.option("--output", type=click.Path(path_type=Path), help="Write the image as an OCI image layout to DIR.")
-@click.option("--dockerfile-context", type=click.Path(path_type=Path),
+@click.option("--output", type=PathArg(), help="Write the image as an OCI image layout to DIR.")
+@click.option("--dockerfile-context", type=PathArg(),
               help="Also write an equivalent Dockerfile build context to DIR.")
 @click.option("--python-version", metavar="X.Y", help="Resolve dependencies for this Python (default: the base's).")
 @click.option("--refresh-deps", is_flag=True, help="Resolve the requirements again instead of reusing the lock.")
@@ -122,7 +123,7 @@ def package_cmd(model_ref: tuple[str, ...], config_path: Path, base_image: str |
 
 
 @click.command("push")
-@click.argument("layout_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("layout_dir", type=PathArg(file_okay=False))
 @click.option("--to", "to", required=True, metavar="REGISTRY/REPO:TAG")
 @click.option("--json", "as_json", is_flag=True)
 @registry_flags

@@ -9,7 +9,8 @@ from pathlib import Path
 import click
 
 from edgepack import api
-from edgepack.cli.support import emit, home_from_env, parse_pairs, push_progress, registry_flags, registry_options
+from edgepack.cli.support import (PathArg, emit, home_from_env, parse_pairs, push_progress, registry_flags,
+                                  registry_options)
 
 
 @click.group()
@@ -19,7 +20,7 @@ def model() -> None:
 
 @model.command("register")
 @click.argument("name")
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path", type=PathArg())
 @click.option("--tag", "tags", multiple=True, metavar="K=V", help="A tag; repeatable.")
 @click.option("--description", default="", help="Free text stored with the version.")
 @click.option("--json", "as_json", is_flag=True, help="Print the registered model as JSON.")
@@ -47,7 +48,7 @@ def model_show(ref: str) -> None:
 
 @model.command("download")
 @click.argument("ref", metavar="NAME[:VERSION]")
-@click.argument("dest", type=click.Path(path_type=Path))
+@click.argument("dest", type=PathArg())
 def model_download(ref: str, dest: Path) -> None:
     """Copy a model version's files to DEST."""
     artifact = api.download_model(home_from_env(), ref, dest)

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from edgepack import api
-from edgepack.cli.support import home_from_env
+from edgepack.cli.support import Finite, PathArg, home_from_env
 
 
 def _concurrencies(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
@@ -23,14 +23,16 @@ def _concurrencies(ctx: click.Context, param: click.Parameter, value: str) -> tu
 
 @click.command("profile")
 @click.option("--model", "model_ref", required=True, metavar="NAME[:VERSION]", help="A registered model.")
-@click.option("--inference-config", "config_path", required=True, type=click.Path(path_type=Path),
+@click.option("--inference-config", "config_path", required=True, type=PathArg(),
               help="inferenceconfig.json (Azure ML keys).")
-@click.option("--sample", "sample_path", required=True, type=click.Path(path_type=Path),
+@click.option("--sample", "sample_path", required=True, type=PathArg(),
               help="A request body: .json, .jsonl (one per line, sent in turn), .npy (a tensor) or raw bytes.")
 @click.option("--concurrency", default="1,2,4,8", show_default=True, callback=_concurrencies,
               help="Concurrent requests to measure, comma-separated.")
-@click.option("--seconds", default=5.0, show_default=True, help="Measured seconds per concurrency.")
-@click.option("--startup-timeout", default=120.0, show_default=True, help="Seconds to wait for init().")
+@click.option("--seconds", default=5.0, show_default=True, type=Finite(0.1, 3600),
+              help="Measured seconds per concurrency.")
+@click.option("--startup-timeout", default=120.0, show_default=True, type=Finite(1, 3600),
+              help="Seconds to wait for init().")
 @click.option("--json", "as_json", is_flag=True, help="Print the measurements and recommendation as JSON.")
 def profile_cmd(model_ref: str, config_path: Path, sample_path: Path, concurrency: tuple[int, ...],
                 seconds: float, startup_timeout: float, as_json: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -13,6 +14,28 @@ import click
 from edgepack import api
 from edgepack.errors import EdgepackError
 from edgepack.home import Home
+
+
+class Finite(click.FloatRange):
+    """A float in a range that is a real number (click's FloatRange lets ``nan`` through every bound)."""
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+class PathArg(click.Path):
+    """A path (as ``pathlib.Path``) that is not empty: click would take ``''`` for the current directory."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(path_type=Path, **kwargs)
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            self.fail("is empty: name a file or directory", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 def home_from_env() -> Home:

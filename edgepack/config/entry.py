@@ -30,7 +30,7 @@ def run_decorators(path: Path) -> set[str]:
     """The names of the decorators on the script's ``run`` (``input_schema``, ``rawhttp``...); empty if none."""
     try:
         tree = ast.parse(path.read_text(), filename=str(path))
-    except (SyntaxError, OSError, UnicodeDecodeError):
+    except (SyntaxError, OSError, UnicodeDecodeError, RecursionError, MemoryError):
         return set()
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == "run":
@@ -53,7 +53,7 @@ def script_imports(path: Path, *, optional: bool = True) -> dict[str, set[str]]:
     with the names taken from it by ``from ... import``. Empty when the script cannot be parsed."""
     try:
         tree = ast.parse(path.read_text(), filename=str(path))
-    except (SyntaxError, OSError, UnicodeDecodeError):
+    except (SyntaxError, OSError, UnicodeDecodeError, RecursionError, MemoryError):
         return {}
     skip = set() if optional else _in_try_blocks(tree)
     found: dict[str, set[str]] = {}
@@ -76,6 +76,8 @@ def check_entry_script(path: Path, field: str) -> list[str]:
         return [f"{field}: '{path.name}' has a syntax error at line {exc.lineno}: {exc.msg}"]
     except (OSError, UnicodeDecodeError) as exc:
         return [f"{field}: cannot read '{path.name}': {exc}"]
+    except (RecursionError, MemoryError):
+        return [f"{field}: '{path.name}' has an expression nested too deeply for Python to compile"]
     functions = {node.name: node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
     problems = []
     init = functions.get("init")
@@ -99,6 +101,6 @@ def defines_function(path: Path, name: str) -> bool:
     """True when the script at ``path`` defines a top-level function ``name`` (False if it cannot be parsed)."""
     try:
         tree = ast.parse(path.read_text(), filename=str(path))
-    except (SyntaxError, OSError, UnicodeDecodeError):
+    except (SyntaxError, OSError, UnicodeDecodeError, RecursionError, MemoryError):
         return False
     return any(isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name for node in tree.body)

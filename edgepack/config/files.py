@@ -26,6 +26,8 @@ def read_structured(path: Path) -> Any:
     except json.JSONDecodeError as exc:
         raise FileProblem(f"'{path.name}' is not valid JSON: {exc.msg} at line {exc.lineno}, "
                           f"column {exc.colno}") from exc
+    except RecursionError:
+        raise FileProblem(f"'{path.name}' nests its values deeper than edgepack reads") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

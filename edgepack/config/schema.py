@@ -290,7 +290,7 @@ class _Walker:
             return {}
         out = {}
         for key, val in value.items():
-            if not isinstance(key, str) or not _ENV_NAME.match(key):
+            if not isinstance(key, str) or not _ENV_NAME.fullmatch(key):
                 self.problems.append(f"environmentVariables.{key}: not a valid variable name")
             elif not isinstance(val, (str, int, float, bool)):
                 self.problems.append(f"environmentVariables.{key}: must be a string")

@@ -77,7 +77,7 @@ class KubernetesOptions:
 
 
 def _resolve(value: str, settings: Mapping[str, str], what: str) -> str:
-    m = _SETTING.match(value)
+    m = _SETTING.fullmatch(value)
     if not m:
         return value
     if m.group(1) not in settings:
@@ -107,10 +107,10 @@ _MEMORY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$")
 
 
 def _check_requests(options: KubernetesOptions) -> None:
-    if not _CPU.match(options.cpu_request):
+    if not _CPU.fullmatch(options.cpu_request):
         raise DeployError(f"--cpu-request '{options.cpu_request}': not a CPU quantity",
                           hint="Use cores (1, 0.5) or millicores (250m).")
-    if not _MEMORY.match(options.memory_request):
+    if not _MEMORY.fullmatch(options.memory_request):
         raise DeployError(f"--memory-request '{options.memory_request}': not a memory quantity",
                           hint="Use bytes with a suffix, e.g. 256Mi or 1Gi.")
 
@@ -216,7 +216,7 @@ def render_service_manifests(image: str, *, target: str, port: int, auth: str,
         raise DeployError(f"deploying FPGA image '{image}': no accelerator resource named",
                           hint="Pass --accelerator-resource with the name the card's device plugin registers "
                                "(kubectl describe node shows it, e.g. amd.com/xilinx_u50_gen3x16_xdma_201920_3-0).")
-    if options.accelerator_resource and not _RESOURCE.match(options.accelerator_resource):
+    if options.accelerator_resource and not _RESOURCE.fullmatch(options.accelerator_resource):
         raise DeployError(f"deploying '{image}': '{options.accelerator_resource}' is not an extended resource name",
                           hint="Use DOMAIN/NAME as the device plugin registers it, e.g. amd.com/xilinx_u200_...")
     if auth == "key" and "EDGEPACK_PRIMARY_KEY" not in options.settings:

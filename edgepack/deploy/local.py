@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from edgepack.deploy import keys as keystore
-from edgepack.errors import EdgepackError
+from edgepack.errors import DeployError
 from edgepack.oci.layout import read_layout
 from edgepack.runtime.labels import ImageLabels
 
@@ -82,17 +82,26 @@ def free_port() -> int:
 _RUN_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")  # Docker's own rule for container names
 
 
+def check_run_name(name: str) -> str:
+    """``name`` when it is a container name (Docker's own rule).
+
+    Raises:
+        DeployError: it is not (it could also name a path outside the runs folder).
+    """
+    if not _RUN_NAME.fullmatch(name) or name in (".", ".."):
+        raise DeployError(f"naming local run {name!r}: not a container name",
+                          hint="Use letters, digits, '_', '.' and '-', starting with a letter or digit "
+                               "(Docker's rule).")
+    return name
+
+
 def run_folder(runs_dir: Path, name: str) -> Path:
     """The folder of the local run ``name`` (its keys), once the name is known to be a container name.
 
     Raises:
-        EdgepackError: the name breaks Docker's rule (it could also name a path outside ``runs_dir``).
+        DeployError: the name breaks Docker's rule.
     """
-    if not _RUN_NAME.match(name) or name in (".", ".."):
-        raise EdgepackError(f"naming local run '{name}': not a container name",
-                            hint="Use letters, digits, '_', '.' and '-', starting with a letter or digit "
-                                 "(Docker's rule).")
-    return runs_dir / name
+    return runs_dir / check_run_name(name)
 
 
 def run(daemon: Any, source: str, *, runs_dir: Path, name: str | None = None, port: int | None = None,
@@ -100,7 +109,7 @@ def run(daemon: Any, source: str, *, runs_dir: Path, name: str | None = None, po
     """Start ``source`` detached, wait until it is ready, and return its URL and keys.
 
     Raises:
-        EdgepackError: the image was not built by edgepack (no run labels).
+        DeployError: the image was not built by edgepack (no run labels).
         DaemonError: the engine failed, the name is taken, or the container died before it was ready.
     """
     if name is not None:
@@ -108,13 +117,13 @@ def run(daemon: Any, source: str, *, runs_dir: Path, name: str | None = None, po
     image, labels, digest = resolve_image(daemon, source)
     info = ImageLabels.from_labels(labels)
     if info is None:
-        raise EdgepackError(f"running '{source}': the image carries no edgepack run labels",
-                            hint="Run images made by 'edgepack package'.")
+        raise DeployError(f"running '{source}': the image carries no edgepack run labels",
+                          hint="Run images made by 'edgepack package'.")
     if info.target == "iot-edge":
-        raise EdgepackError(f"running '{source}': it is an IoT Edge module, which scores hub messages, not HTTP "
-                            "requests",
-                            hint="Deploy it as a module on an IoT Edge device; for development, run its container "
-                                 "with EDGEPACK_IOTHUB_CONNECTION_STRING (and EDGEPACK_IOTHUB_CA_FILE) set.")
+        raise DeployError(f"running '{source}': it is an IoT Edge module, which scores hub messages, not HTTP "
+                          "requests",
+                          hint="Deploy it as a module on an IoT Edge device; for development, run its container "
+                               "with EDGEPACK_IOTHUB_CONNECTION_STRING (and EDGEPACK_IOTHUB_CA_FILE) set.")
     name = name or _default_name(info, digest)
     container_port = info.port
     auth = info.auth

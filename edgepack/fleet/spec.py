@@ -10,6 +10,7 @@ A malformed expression is refused with the option, the character position and wh
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -99,7 +100,7 @@ def parse_wave(text: str) -> WavePolicy:
             number = float(value) if key == "factor" else int(value)
         except ValueError:
             raise _fail("--wave", text, at, "a number" if key == "factor" else "a whole number") from None
-        if number < (1 if key != "factor" else 1.0):
+        if not math.isfinite(number) or number < 1:
             raise _fail("--wave", text, at, f"{key} of at least 1")
         values[key] = number
     policy = WavePolicy(int(values.get("start", 5)), float(values.get("factor", 2.0)), int(values.get("max", 500)))
@@ -132,7 +133,9 @@ def parse_gate(text: str, *, shadow: bool) -> tuple[Condition, ...]:
         try:
             number = float(value)
         except ValueError:
-            raise _fail("--gate", text, at + match.start(3), "a number") from None
+            number = math.nan
+        if not math.isfinite(number):
+            raise _fail("--gate", text, at + match.start(3), "a finite number")
         conditions.append(Condition(metric, op, number))
         at += len(item) + 1
     return tuple(conditions)
@@ -170,7 +173,7 @@ def parse_duration(option: str, text: str) -> float:
     Raises:
         RolloutSpecError: not such a duration.
     """
-    match = _DURATION.match(text.strip())
+    match = _DURATION.fullmatch(text.strip())
     if not text.strip() or match is None or not any(match.groups()):
         raise RolloutSpecError(f"{option} '{text}': not a duration", hint="Use seconds, or forms like 90s, 5m, 1h30m.")
     hours, minutes, seconds = (int(g or 0) for g in match.groups())
@@ -183,7 +186,7 @@ def check_name(name: str) -> str:
     Raises:
         RolloutSpecError: anything else.
     """
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise RolloutSpecError(f"rollout name '{name}': not a valid name",
                                hint="Use lowercase letters, digits and '-', up to 48 characters.")
     return name

@@ -14,9 +14,9 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import Any, BinaryIO, Iterable, Iterator
 
-from edgepack.errors import EdgepackError
+from edgepack.errors import LayoutError
 from edgepack.oci.descriptor import INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST, Descriptor, sha256_digest
 from edgepack.oci.imageindex import host_platform, platform_name
 
@@ -56,7 +56,7 @@ def write_layout(out_dir: Path, *, manifest: bytes, manifest_digest: str, blobs:
     image manifest, or (``media_type`` OCI_INDEX) an image index whose platforms' ``manifests`` are written too.
 
     Raises:
-        EdgepackError: ``out_dir`` exists and is not an OCI layout (it is never overwritten then).
+        LayoutError: ``out_dir`` exists and is not an OCI layout (it is never overwritten then).
     """
     with staged_dir(out_dir, marker="oci-layout", what="image layout", option="--output") as staged:
         blob_dir = staged / "blobs" / "sha256"
@@ -83,11 +83,11 @@ def staged_dir(out_dir: Path, *, marker: str, what: str, option: str) -> Iterato
     else is left untouched.
 
     Raises:
-        EdgepackError: ``out_dir`` holds something else.
+        LayoutError: ``out_dir`` holds something else.
     """
     out_dir = out_dir.absolute()
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / marker).is_file():
-        raise EdgepackError(f"writing {what} '{out_dir}': the directory exists and holds other files",
+        raise LayoutError(f"writing {what} '{out_dir}': the directory exists and holds other files",
                             hint=f"Choose an empty or new directory for {option}.")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
@@ -128,17 +128,20 @@ _HINT = "Pass a directory written by 'edgepack package --output'."
 def _read_json(root: Path, entry: Descriptor) -> tuple[bytes, dict]:
     try:
         body = (root / "blobs" / "sha256" / entry.digest.split(":", 1)[1]).read_bytes()
-        return body, json.loads(body)
-    except (OSError, ValueError) as exc:
-        raise EdgepackError(f"reading image layout '{root}': {exc}", hint=_HINT) from exc
+        data = json.loads(body)
+    except (OSError, ValueError, RecursionError) as exc:
+        raise LayoutError(f"reading image layout '{root}': {exc}", hint=_HINT) from exc
+    if not isinstance(data, dict):
+        raise LayoutError(f"reading image layout '{root}': {entry.digest} is not a JSON object", hint=_HINT)
+    return body, data
 
 
 def _top(root: Path) -> tuple[Descriptor, bytes, dict]:
     try:
         index = json.loads((root / "index.json").read_text())
         entry = Descriptor.from_dict(index["manifests"][0])
-    except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
-        raise EdgepackError(f"reading image layout '{root}': {exc}", hint=_HINT) from exc
+    except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError) as exc:
+        raise LayoutError(f"reading image layout '{root}': {exc}", hint=_HINT) from exc
     return (entry, *_read_json(root, entry))
 
 
@@ -146,16 +149,24 @@ def read_layout_index(root: Path) -> LayoutIndex | None:
     """The layout's image index when its image is multi-platform; None for a single-platform layout.
 
     Raises:
-        EdgepackError: as ``read_layout``.
+        LayoutError: as ``read_layout``.
     """
     entry, body, data = _top(root)
     return _index(root, entry, body, data) if (data.get("mediaType") or entry.media_type) in INDEX_TYPES else None
 
 
+def _malformed(root: Path, what: str, exc: Exception) -> LayoutError:
+    detail = f"no '{exc.args[0]}'" if isinstance(exc, KeyError) else str(exc)
+    return LayoutError(f"reading image layout '{root}': its {what} is malformed ({detail})", hint=_HINT)
+
+
 def _index(root: Path, entry: Descriptor, body: bytes, data: dict) -> LayoutIndex:
     images = {}
-    for item in data.get("manifests") or []:
-        child = Descriptor.from_dict(item)
+    try:
+        children = [Descriptor.from_dict(item) for item in data.get("manifests") or []]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise _malformed(root, f"image index {entry.digest}", exc) from None
+    for child in children:
         images[platform_name(child.platform)] = _image(root, child, *_read_json(root, child))
     return LayoutIndex(body, entry.digest, entry.annotations.get(REF_NAME), images)
 
@@ -165,31 +176,34 @@ def read_layout(root: Path, platform: str | None = None) -> LayoutImage:
     one for ``platform`` (default: this machine's).
 
     Raises:
-        EdgepackError: not a layout, the manifest or a blob it names is missing, or no image for the platform.
+        LayoutError: not a layout, the manifest or a blob it names is missing, or no image for the platform.
     """
     entry, manifest, data = _top(root)
     if (data.get("mediaType") or entry.media_type) in INDEX_TYPES:
         index = _index(root, entry, manifest, data)
         wanted = platform or host_platform()
         if wanted not in index.images:
-            raise EdgepackError(f"reading image layout '{root}': it holds no image for {wanted}",
+            raise LayoutError(f"reading image layout '{root}': it holds no image for {wanted}",
                                 hint=f"It holds {', '.join(index.images) or 'none'}.")
         image = index.images[wanted]
         return replace(image, ref_name=image.ref_name or entry.annotations.get(REF_NAME))
     return _image(root, entry, manifest, data)
 
 
-def _image(root: Path, entry: Descriptor, manifest: bytes, data: dict) -> LayoutImage:
+def _image(root: Path, entry: Descriptor, manifest: bytes, data: dict[str, Any]) -> LayoutImage:
     media = data.get("mediaType") or entry.media_type
     if media in INDEX_TYPES or media not in MANIFEST_TYPES:
-        raise EdgepackError(f"reading image layout '{root}': unsupported manifest type '{media}'", hint=_HINT)
-    image = LayoutImage(
-        root=root, manifest=manifest, manifest_media_type=media, manifest_digest=entry.digest,
-        config=Descriptor.from_dict(data["config"]),
-        layers=tuple(Descriptor.from_dict(d) for d in data["layers"]),
-        ref_name=entry.annotations.get(REF_NAME),
-    )
+        raise LayoutError(f"reading image layout '{root}': unsupported manifest type '{media}'", hint=_HINT)
+    try:
+        image = LayoutImage(
+            root=root, manifest=manifest, manifest_media_type=media, manifest_digest=entry.digest,
+            config=Descriptor.from_dict(data["config"]),
+            layers=tuple(Descriptor.from_dict(d) for d in data["layers"]),
+            ref_name=entry.annotations.get(REF_NAME),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise _malformed(root, f"manifest {entry.digest}", exc) from None
     missing = [d.digest for d in image.blobs if not image.blob_path(d.digest).is_file()]
     if missing:
-        raise EdgepackError(f"reading image layout '{root}': missing blobs {', '.join(missing)}", hint=_HINT)
+        raise LayoutError(f"reading image layout '{root}': missing blobs {', '.join(missing)}", hint=_HINT)
     return image

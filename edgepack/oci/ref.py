@@ -51,7 +51,7 @@ class ImageRef:
             problem = f"invalid repository name '{repository}'"
         elif tag is not None and not _TAG.fullmatch(tag):
             problem = f"invalid tag '{tag}'"
-        elif digest and not _DIGEST.match(digest):
+        elif digest and not _DIGEST.fullmatch(digest):
             problem = f"invalid digest '{digest}' (expected sha256: and 64 hex digits)"
         if problem:
             raise InvalidReference(f"parsing image reference '{text}': {problem}", hint=_HINT)

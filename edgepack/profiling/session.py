@@ -121,6 +121,7 @@ class RuntimeProcess:
         package_root = str(Path(__file__).resolve().parents[2])
         env = {**os.environ, **config.environment_variables, "EDGEPACK_RUNTIME_CONFIG": str(runtime_json),
                "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
+               "PYTHONDONTWRITEBYTECODE": "1",  # the entry script runs from the user's folder: no __pycache__ there
                **(extra_env or {})}
         self.python = python
         with open(self.log, "wb") as log:

@@ -22,10 +22,14 @@ def load_file(name: str, path: str, *, register: bool = True) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     if register:
         sys.modules[name] = module
+    writes = sys.dont_write_bytecode
+    sys.dont_write_bytecode = True  # no __pycache__ in the user's source folder (the module's own imports included)
     try:
         spec.loader.exec_module(module)
     except BaseException:
         if register:
             sys.modules.pop(name, None)
         raise
+    finally:
+        sys.dont_write_bytecode = writes
     return module

@@ -218,7 +218,8 @@ class Simulation:
                                 "start_after": self.spec.offline_s if d in self.offline else 0} for d in chunk]}
             log = open(self.workdir / f"agents-{number}.log", "ab")
             process = subprocess.Popen([sys.executable, "-m", "edgepack.devtools.fleetsim.agents"],
-                                       stdin=subprocess.PIPE, stdout=log, stderr=log, start_new_session=True)
+                                       stdin=subprocess.PIPE, stdout=log, stderr=log, start_new_session=True,
+                                       env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})  # the user's source
             log.close()
             assert process.stdin is not None
             process.stdin.write(json.dumps(plan).encode())

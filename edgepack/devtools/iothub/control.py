@@ -72,8 +72,9 @@ def start(home: Path, *, devices: tuple[str, ...] = (), device_port: int = DEVIC
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            tail = (home / "hub.log").read_text(errors="replace").strip().splitlines()[-3:]
-            raise HubError(f"the local hub stopped at start: {' / '.join(tail) or 'no output'}",
+            lines = (home / "hub.log").read_text(errors="replace").strip().splitlines()
+            tail = [line for line in lines if line and not line[0].isspace() and not line.startswith("Traceback")]
+            raise HubError(f"the local hub stopped at start: {tail[-1] if tail else 'no output'}",
                            hint=f"Is port {device_port} or {service_port} in use? Is mosquitto installed "
                                 "(scripts/setup.sh installs it)? The log is " + str(home / "hub.log"))
         found = running(home)

@@ -167,7 +167,7 @@ class HubState:
     # -- identities
     def add_device(self, device: str, *, edge: bool = False, primary: str | None = None,
                    secondary: str | None = None, status: str = "enabled") -> dict[str, Any]:
-        if not _ID.match(device):
+        if not _ID.fullmatch(device):
             raise HubStateError(400, "ArgumentInvalid", f"device id {device!r} is not one this hub accepts "
                                 "(letters, digits and - . : _ = @ $ ! ( ) , ' up to 128 characters)")
         with self.lock:
@@ -184,7 +184,7 @@ class HubState:
 
     def add_module(self, device: str, module: str, *, primary: str | None = None, secondary: str | None = None,
                    managed_by: str | None = None) -> dict[str, Any]:
-        if not _ID.match(module):
+        if not _ID.fullmatch(module):
             raise HubStateError(400, "ArgumentInvalid", f"module id {module!r} is not one this hub accepts")
         with self.lock:
             entry = self.device(device)
