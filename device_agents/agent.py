@@ -413,7 +413,7 @@ class Agent:
     def reported(self) -> dict[str, Any]:
         """The reported-properties document (under ``edgepack``)."""
         depth, depth_bytes = self.queues.depth()
-        return {"model": self.models.reported(),
+        return {"model": self.models.reported(), "image": self.settings.image,
                 "status": self.status, "lastError": self.last_error, "desiredVersion": self.desired_version,
                 **self.stats.snapshot(), "outboxDepth": depth, "outboxBytes": depth_bytes,
                 "inboxDepth": self.queues.input_depth, "dropped": self.queues.dropped,

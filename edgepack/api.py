@@ -47,7 +47,8 @@ __all__ = [
     "regenerate_run_key",
     "kubernetes_manifests", "KubernetesOptions", "deploy_functionapp", "iot_edge_manifest", "profile",
     "fpga_profiles", "fpga_quantize", "fpga_report", "fpga_evaluate",
-    "fleet_model", "fleet_plan", "fleet_start", "fleet_run", "fleet_status", "fleet_control", "fleet_simulation",
+    "fleet_model", "fleet_image", "fleet_plan", "fleet_start", "fleet_run", "fleet_status", "fleet_control",
+    "fleet_simulation",
 ]
 
 log = logging.getLogger(__name__)
@@ -708,6 +709,19 @@ def fleet_simulation(home: Home, *, model_ref: str, config_path: Path, spec: Any
                             workdir=workdir, body=body)
     simulation.start(simulation.setup())
     return simulation
+
+
+def fleet_image(image: str, *, module: str = "edgepack-agent",
+                registry: RegistryOptions | None = None) -> dict[str, Any]:
+    """A new agent image as a rollout's layer sets it: ``{"ref": REF@DIGEST, "module": spec}``, the module spec
+    ``deploy iot-edge`` writes for it (the image's labels read from the registry).
+
+    Raises:
+        DeployError: no digest, or not a module image. RegistryError: the image cannot be read.
+    """
+    manifest = iot_edge_manifest(image, iotedge.EdgeDeploymentOptions(module=module), registry=registry)
+    spec = manifest["modulesContent"]["$edgeAgent"]["properties.desired"]["modules"][module]
+    return {"ref": spec["settings"]["image"], "module": spec}
 
 
 def _rollouts(home: Home) -> Any:

@@ -18,7 +18,8 @@ from edgepack.errors import FleetError
 
 @click.group("fleet")
 def fleet() -> None:
-    """Roll a model out to IoT Edge devices in waves, gated on what the agents report; pause, resume, abort."""
+    """Roll a model (or agent image) out to IoT Edge devices in waves, gated on what the agents report; pause,
+    resume, abort; simulate a fleet of real agents on the local hub."""
 
 
 def _hub(local: bool, connection_env: str) -> Any:
@@ -47,9 +48,14 @@ def _hub_options(func):
                         show_default=True, help="Variable holding the hub's service connection string.")(func)
 
 
+def _what(state: dict[str, Any]) -> str:
+    if state.get("image"):
+        return f"image {state['image']['ref']}"
+    return f"model {state['model'].get('version')} {state['model'].get('digest', '')[:19]}"
+
+
 def _summary(state: dict[str, Any]) -> list[str]:
-    lines = [f"{state['name']}: {state['phase']} (model {state['model'].get('version')} "
-             f"{state['model'].get('digest', '')[:19]}, module {state['module']})"]
+    lines = [f"{state['name']}: {state['phase']} ({_what(state)}, module {state['module']})"]
     for wave in state["waves"]:
         counts = (state.get("counts") or {}).get(str(wave["number"])) or {}
         shown = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
@@ -105,8 +111,11 @@ class _Bars:
 
 
 @fleet.command("rollout")
-@click.option("--model", "model", required=True, metavar="REF@DIGEST",
-              help="A model pushed with 'edgepack model push', pinned by digest.")
+@click.option("--model", "model", metavar="REF@DIGEST",
+              help="A model pushed with 'edgepack model push', pinned by digest (a hot swap).")
+@click.option("--image", "image", metavar="REF@DIGEST",
+              help="Or a new agent image (packaged with --target iot-edge, pushed, pinned by digest): the module "
+                   "is replaced (an image pull and a restart on each device).")
 @click.option("--name", required=True, help="The rollout's name (lowercase letters, digits, '-'), used once.")
 @click.option("--module", default="edgepack-agent", show_default=True, help="The agent module's name.")
 @click.option("--rings", metavar="LIST", help="Ring tags in order (tags.edgepack.ring), e.g. canary,ring1,all.")
@@ -129,21 +138,26 @@ class _Bars:
 @click.option("--json", "as_json", is_flag=True, help="Print the final state as JSON.")
 @_hub_options
 @registry_flags
-def rollout_cmd(model: str, name: str, module: str, rings: str | None, target_condition: str | None, wave: str,
+def rollout_cmd(model: str | None, image: str | None, name: str, module: str, rings: str | None,
+                target_condition: str | None, wave: str,
                 gate: str, soak: str, abort: str, timeout: str, shadow: str | None, poll: float, dry_run: bool,
                 as_json: bool,
                 local: bool, connection_env: str, registry_username: str | None, ca_file: str | None,
                 insecure_http: bool) -> None:
     """Roll a model out: each wave's devices get it by a hot swap (no image pull), and the next wave starts only
-    once they report it and the gate held for the soak time; a failing wave rolls every device back.
+    once they report it and the gate held for the soak time; a failing wave rolls every device back. With
+    --image, a new agent image goes out the same way (the module is replaced; healthy once the new agent reports
+    running it and the gate holds).
 
-    The same command again (same name and model) resumes a rollout whose controller stopped or was killed,
+    The same command again (same name and model or image) resumes a rollout whose controller stopped or was killed,
     from its last recorded step; one controller acts on a rollout at a time."""
     from edgepack.fleet import spec
     from edgepack.fleet.runner import RolloutRequest
 
     if rings and target_condition:
         raise click.UsageError("give --rings or --target-condition, not both")
+    if (model is None) == (image is None):
+        raise click.UsageError("give --model (a new model) or --image (a new agent image), one of them")
     request = RolloutRequest(
         name=spec.check_name(name), model={}, module=module,
         rings=spec.parse_rings(rings) if rings else None, target_condition=target_condition,
@@ -151,12 +165,16 @@ def rollout_cmd(model: str, name: str, module: str, rings: str | None, target_co
         soak_s=spec.parse_duration("--soak", soak), abort=spec.parse_abort(abort),
         timeout_s=spec.parse_duration("--timeout", timeout),
         shadow_s=spec.parse_duration("--shadow", shadow) if shadow is not None else 0.0)
-    desired = api.fleet_model(model, registry=registry_options(registry_username, ca_file, insecure_http))
-    request = RolloutRequest(**{**request.__dict__, "model": desired})
+    registry = registry_options(registry_username, ca_file, insecure_http)
+    if image is not None:
+        request = RolloutRequest(**{**request.__dict__, "image": api.fleet_image(image, module=module,
+                                                                                 registry=registry)})
+    else:
+        request = RolloutRequest(**{**request.__dict__, "model": api.fleet_model(model or "", registry=registry)})
     home = home_from_env()
     hub = _hub(local, connection_env)
     recorded = next((s for s in api.fleet_status(home) if s["name"] == name), None)
-    if recorded is not None and not dry_run and recorded["model"].get("digest") == desired["digest"] \
+    if recorded is not None and not dry_run and _what(recorded) == _what(request.__dict__) \
             and recorded["phase"] in ("running", "paused"):
         click.echo(f"resuming rollout '{name}' from its recorded state (step {recorded['steps']})", err=True)
     else:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgepack.errors import DeployError
-from edgepack.runtime.edge import DEFAULT_STATE_DIR, STATE_DIR
+from edgepack.runtime.edge import DEFAULT_STATE_DIR, IMAGE, STATE_DIR
 
 # System module image tags per IoT Edge LTS; the newest LTS is the default.
 EDGE_RUNTIMES = {"1.5": "1.5", "1.6": "1.6"}
@@ -159,7 +159,7 @@ def render_manifest(image: ModuleImage, options: EdgeDeploymentOptions) -> dict[
                                   hint=f"The deployment's module is '{module}' (--module).")
     host_dir = options.state_host_dir or f"{DEFAULT_STATE_DIR}/{module}"
     create = {"HostConfig": {"Binds": [f"{host_dir}:{DEFAULT_STATE_DIR}"]}}
-    env = {STATE_DIR: DEFAULT_STATE_DIR, **options.env}
+    env = {STATE_DIR: DEFAULT_STATE_DIR, IMAGE: image.ref, **options.env}
     tag = options.version or image.ref.rsplit("@sha256:", 1)[-1][:12]
     tag_runtime = EDGE_RUNTIMES[options.runtime]
     agent: dict[str, Any] = {

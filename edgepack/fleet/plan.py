@@ -83,6 +83,19 @@ def view_device(device: str, report: dict[str, Any] | None, *, digest: str, gate
     return _judge(device, report, gate)
 
 
+def view_image(device: str, report: dict[str, Any] | None, *, image: str, gate: tuple[Condition, ...],
+               connected: bool) -> DeviceView:
+    """Where ``device`` stands in a rollout of a new agent image: ``pending`` until its agent reports running
+    ``image`` (the deployment tells it in EDGEPACK_IMAGE), then ``healthy`` or ``failing`` by the gate on what the
+    new agent measured. Not connected: ``offline``."""
+    if not connected:
+        return DeviceView(device, OFFLINE, "not connected")
+    running = (report or {}).get("image")
+    if running != image:
+        return DeviceView(device, PENDING, f"running {running or 'an image that does not name itself'}")
+    return _judge(device, report, gate)
+
+
 def _judge(device: str, report: dict[str, Any] | None, gate: tuple[Condition, ...]) -> DeviceView:
     """``healthy`` when every condition holds, ``failing`` naming those that do not, ``pending`` while one is
     not reported yet."""

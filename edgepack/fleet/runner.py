@@ -19,7 +19,7 @@ from edgepack.errors import FleetError, RolloutSpecError
 from edgepack.fleet.controller import (ABORTED, PAUSED, RUNNING, SUCCEEDED, Step, decide, layer_id,
                                        rollback_steps, shadow_layer_id, step_done, tag_key, wave_counts)
 from edgepack.fleet.hub import HubClient
-from edgepack.fleet.plan import plan_waves, split_gate, view_device, view_shadow
+from edgepack.fleet.plan import plan_waves, split_gate, view_device, view_image, view_shadow
 from edgepack.fleet.spec import AbortPolicy, Condition, WavePolicy
 from edgepack.fleet.state import RolloutStore
 
@@ -38,6 +38,7 @@ class RolloutRequest:
     abort: AbortPolicy
     timeout_s: float
     shadow_s: float = 0.0  # with it, the model first scores beside the served one this long per wave
+    image: dict[str, Any] | None = None  # a new agent image instead: {"ref": REF@DIGEST, "module": its spec}
 
 
 def _condition(request: RolloutRequest) -> str:
@@ -58,6 +59,9 @@ def plan(hub: HubClient, store: RolloutStore, request: RolloutRequest, now: floa
     if store.exists(request.name):
         raise FleetError(f"starting rollout '{request.name}': the name is in use",
                          hint=f"Choose another name, or follow it with 'edgepack fleet status {request.name}'.")
+    if request.image is not None and request.shadow_s:
+        raise RolloutSpecError("--shadow compares models; an image rollout has none to compare",
+                               hint="Roll the image out without --shadow.")
     if request.shadow_s and not any(c.metric == "agreement" for c in request.gate):
         raise RolloutSpecError("--shadow: the gate names no agreement condition, so a model that answers "
                                "differently could serve", hint="Add one, e.g. --gate \"agreement>0.98\".")
@@ -78,7 +82,7 @@ def plan(hub: HubClient, store: RolloutStore, request: RolloutRequest, now: floa
     top = max([int(c.priority or 0) for c in hub.layers()] + [0])
     state = {"name": request.name, "phase": RUNNING, "started": now,
             "priority": top + (2 if request.shadow_s else 1), "shadow_priority": top + 1,
-            "model": request.model, "module": request.module, "key": tag_key(request.name),
+            "model": request.model, "image": request.image, "module": request.module, "key": tag_key(request.name),
             "gate": [asdict(c) for c in request.gate],
             "spec": {"soak_s": request.soak_s, "timeout_s": request.timeout_s, "shadow_s": request.shadow_s,
                      "abort_share": request.abort.failed_share, "abort_min": request.abort.min_devices,
@@ -91,7 +95,11 @@ def plan(hub: HubClient, store: RolloutStore, request: RolloutRequest, now: floa
 
 
 def layer_content(state: dict[str, Any], *, shadow: bool = False) -> dict[str, Any]:
-    """The modules content of a rollout's layered deployment (or of its shadow layer)."""
+    """The modules content of a rollout's layered deployment (or of its shadow layer): the agents' desired model,
+    or, for a new agent image, the module itself in edgeAgent's desired modules (a full module spec: the devices
+    pull the image and restart the module)."""
+    if state.get("image"):
+        return {"$edgeAgent": {f"properties.desired.modules.{state['module']}": state["image"]["module"]}}
     if shadow:
         desired: dict[str, Any] = {"properties.desired.shadow": state["model"]}
     else:
@@ -107,14 +115,20 @@ def check_layers(state: dict[str, Any]) -> None:
     Raises:
         DeployError: a rule broken, named.
     """
-    for shadow in (False, True):
-        content = layer_content(state, shadow=shadow)
-        module = {k[len("properties.desired."):]: v for k, v in content[state["module"]].items()}
-        check_limits({"modulesContent": {state["module"]: {"properties.desired": module}}})
+    for shadow in (False,) if state.get("image") else (False, True):
+        for module, body in layer_content(state, shadow=shadow).items():
+            desired: dict[str, Any] = {}
+            for key, value in body.items():  # "properties.desired.a.b": value -> {"a": {"b": value}}
+                node = desired
+                *path, last = key[len("properties.desired."):].split(".")
+                for part in path:
+                    node = node.setdefault(part, {})
+                node[last] = value
+            check_limits({"modulesContent": {module: {"properties.desired": desired}}})
 
 
 def _execute(hub: HubClient, state: dict[str, Any], step: Step) -> None:
-    labels = {"edgepack-rollout": state["name"], "edgepack-module": state["module"]}
+    labels = {"edgepack-rollout": state["name"], "edgepack-module": state["module"], "edgepack-kind": _kind(state)}
     if step.kind == "create-layer":
         hub.create_layer(step.layer, layer_content(state),
                          target_condition=f"IS_DEFINED(tags.edgepack.rollouts.{state['key']})",
@@ -146,6 +160,10 @@ def _send(hub: HubClient, store: RolloutStore, state: dict[str, Any], steps: lis
 def _views(state: dict[str, Any], reports: dict[str, Any]) -> dict[str, Any]:
     serving, shadowing = split_gate(tuple(Condition(**c) for c in state["gate"]))
     in_shadow = {d for w in state["waves"] if w["status"] == "shadowing" for d in w["devices"]}
+    if state.get("image"):
+        ref = state["image"]["ref"]
+        return {d: view_image(d, r.reported, image=ref, gate=serving, connected=r.connected)
+                for d, r in reports.items()}
     digest = state["model"]["digest"]
     return {d: (view_shadow(d, r.reported, digest=digest, gate=shadowing, connected=r.connected) if d in in_shadow
                 else view_device(d, r.reported, digest=digest, gate=serving, connected=r.connected))
@@ -177,12 +195,19 @@ def request_control(store: RolloutStore, name: str, request: str) -> None:
     partial.replace(path)
 
 
+def _kind(state: dict[str, Any]) -> str:
+    """What a rollout's layer sets: the agents' ``model``, or the module's ``image``."""
+    return "image" if state.get("image") else "model"
+
+
 def _collect(hub: HubClient, state: dict[str, Any]) -> list[str]:
-    """Delete earlier rollouts' layers of this module whose devices this one reached, oldest first (the hub
-    holds at most 100 configurations); returns their ids."""
+    """Delete earlier rollouts' layers of this module and kind (a model layer never covers an image layer, nor
+    the other way) whose devices this one reached, oldest first (the hub holds at most 100 configurations);
+    returns their ids."""
     ours = {d for w in state["waves"] for d in w["devices"]}
     tags = hub.edge_devices("*")
     older = sorted((c for c in hub.layers() if (c.labels or {}).get("edgepack-module") == state["module"]
+                    and (c.labels or {}).get("edgepack-kind", "model") == _kind(state)
                     and c.id != layer_id(state["name"]) and int(c.priority or 0) < state["priority"]),
                    key=lambda c: int(c.priority or 0))
     deleted = []

@@ -26,6 +26,9 @@ SEND_WINDOW = "EDGEPACK_SEND_WINDOW"  # results in flight at once (after a link 
 MODEL_USERNAME = "EDGEPACK_MODEL_REGISTRY_USERNAME"
 MODEL_PASSWORD = "EDGEPACK_MODEL_REGISTRY_PASSWORD"
 MODEL_CA_FILE = "EDGEPACK_MODEL_CA_FILE"
+# The image reference the deployment runs the module from (REF@DIGEST): the agent reports it, so a rollout of a
+# new agent image can tell which devices run it (an image cannot hold its own digest).
+IMAGE = "EDGEPACK_IMAGE"
 DEFAULT_STATE_DIR = "/var/lib/edgepack"
 
 
@@ -60,6 +63,7 @@ class EdgeSettings:
     model_username: str | None = None
     model_password: str | None = field(default=None, repr=False)
     model_ca_file: str | None = None
+    image: str | None = None
 
     @classmethod
     def from_env(cls, module_input: str, module_output: str,
@@ -84,4 +88,4 @@ class EdgeSettings:
                    send_window=int(_number(env, SEND_WINDOW, cls.send_window, 1)),
                    connection_string=env.get(CONNECTION_STRING) or None, ca_file=env.get(CA_FILE) or None,
                    model_username=env.get(MODEL_USERNAME) or None, model_password=env.get(MODEL_PASSWORD) or None,
-                   model_ca_file=env.get(MODEL_CA_FILE) or None)
+                   model_ca_file=env.get(MODEL_CA_FILE) or None, image=env.get(IMAGE) or None)

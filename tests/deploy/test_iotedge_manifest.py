@@ -29,7 +29,8 @@ def test_the_manifest_has_both_system_modules_the_module_its_route_and_its_model
     assert (hub_module["status"], hub_module["restartPolicy"]) == ("running", "always")
     module = agent["modules"]["edgepack-agent"]
     assert module["settings"]["image"] == IMAGE.ref and module["version"] == "ab" * 6
-    assert module["env"] == {"A": {"value": "1"}, "EDGEPACK_STATE_DIR": {"value": "/var/lib/edgepack"}}
+    assert module["env"] == {"A": {"value": "1"}, "EDGEPACK_STATE_DIR": {"value": "/var/lib/edgepack"},
+                             "EDGEPACK_IMAGE": {"value": IMAGE.ref}}
     assert json.loads(module["settings"]["createOptions"]) == {
         "HostConfig": {"Binds": ["/var/lib/edgepack/edgepack-agent:/var/lib/edgepack"]}}
     hub = _desired(manifest, "$edgeHub")

@@ -69,7 +69,7 @@ def test_a_rollout_and_its_abort_are_iot_hubs_own_requests(local, tmp_path):
         assert body["content"] == {"modulesContent": {"$edgeAgent": {}, AGENT: {"properties.desired.model": V2}}}
         assert body["targetCondition"] == "IS_DEFINED(tags.edgepack.rollouts.cnn_v2)"
         assert body["priority"] == 11  # above the base deployment's 10
-        assert body["labels"] == {"edgepack-rollout": "cnn-v2", "edgepack-module": AGENT}
+        assert body["labels"] == {"edgepack-rollout": "cnn-v2", "edgepack-module": AGENT, "edgepack-kind": "model"}
         tags = [r for r in sent if r["method"] == "PATCH" and r["path"].startswith("/twins/")]
         assert sorted(r["path"].rsplit("/", 1)[1] for r in tags) == sorted(fleet.devices)  # each device once
         waves = {d: w["number"] for w in state["waves"] for d in w["devices"]}

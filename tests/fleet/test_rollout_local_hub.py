@@ -217,3 +217,50 @@ def test_names_the_hub_knows_and_a_shadow_without_agreement_are_refused(local, t
                         target_condition="IS_DEFINED(tags.x)", priority=50, labels={})
     with pytest.raises(FleetError, match="has a deployment 'edgepack-rollout-cnn-v2' already"):
         runner.plan(client, other_home, _request(), time.time())
+
+
+def _module(image: str) -> dict:
+    return {"version": image[-6:], "type": "docker", "status": "running", "restartPolicy": "always",
+            "settings": {"image": image, "createOptions": "{}"}, "env": {"EDGEPACK_IMAGE": {"value": image}}}
+
+
+IMAGE_V1 = "127.0.0.1:5000/agent@sha256:" + "a" * 64
+IMAGE_V2 = "127.0.0.1:5000/agent@sha256:" + "b" * 64
+IMAGE_BAD = "127.0.0.1:5000/agent@sha256:" + "c" * 64
+
+
+def test_a_new_agent_image_is_a_full_module_layer_rolled_out_in_waves_and_rolled_back(local, tmp_path):
+    fleet = Fleet(local, 16, canary=2, modules={AGENT: _module(IMAGE_V1)})
+    fleet.error_rate[IMAGE_BAD] = 0.5
+    store = RolloutStore(tmp_path / "fleet")
+    try:
+        image = {"ref": IMAGE_V2, "module": _module(IMAGE_V2)}
+        client = _start(local, store, _request(name="agent-v2", model={}, image=image))
+        state = runner.run(client, store, "agent-v2", poll_s=0.05)
+        assert state["phase"] == SUCCEEDED, state["reason"]
+        layer = local.state.configurations[layer_id("agent-v2")]
+        assert layer["content"]["modulesContent"] == {
+            "$edgeAgent": {f"properties.desired.modules.{AGENT}": _module(IMAGE_V2)}}
+        assert layer["labels"]["edgepack-kind"] == "image"
+        assert {fleet.image(d) for d in fleet.devices} == {IMAGE_V2}
+        assert all(fleet.desired(d) == V1 for d in fleet.devices)  # the model the base names is left alone
+
+        # a model rollout afterwards does not collect the image layer (nor an image rollout a model layer)
+        model_state = runner.run(_start(local, store, _request(name="cnn-v2")), store, "cnn-v2", poll_s=0.05)
+        assert model_state["phase"] == SUCCEEDED and model_state["collected"] == []
+        assert layer_id("agent-v2") in local.state.configurations
+        assert {fleet.image(d) for d in fleet.devices} == {IMAGE_V2} and fleet.wait_all(V2)
+
+        bad = {"ref": IMAGE_BAD, "module": _module(IMAGE_BAD)}
+        state = runner.run(_start(local, store, _request(name="agent-bad", model={}, image=bad)), store,
+                           "agent-bad", poll_s=0.05)
+        assert state["phase"] == ABORTED and state["reason"].startswith("wave 1:")
+        deadline = time.time() + 10
+        while {fleet.image(d) for d in fleet.devices} != {IMAGE_V2}:
+            assert time.time() < deadline, "the devices did not fall back to the last good image"
+            time.sleep(0.05)
+        with pytest.raises(RolloutSpecError, match="--shadow"):
+            runner.plan(client, store, _request(name="agent-v3", model={}, image=image, shadow_s=5.0,
+                                                gate=parse_gate("agreement>0.9", shadow=True)), time.time())
+    finally:
+        fleet.stop()
