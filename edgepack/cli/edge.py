@@ -129,12 +129,20 @@ def messages(device: str | None, follow: bool, as_json: bool) -> None:
 @click.argument("device")
 @click.option("--module", metavar="NAME", help="The module's twin instead of the device's.")
 @click.option("--desired", metavar="JSON", help="Merge this into the desired properties first (null deletes).")
-def twin(device: str, module: str | None, desired: str | None) -> None:
+@click.option("--tags", metavar="JSON", help="Merge this into the device twin's tags first (rings: "
+                                             "'{\"edgepack\": {\"ring\": \"canary\"}}').")
+def twin(device: str, module: str | None, desired: str | None, tags: str | None) -> None:
     """Print a device's or module's twin (JSON)."""
-    patch = _json_arg(desired, "--desired") if desired is not None else None
-    if patch is not None and not isinstance(patch, dict):
-        raise click.BadParameter("a JSON object", param_hint="--desired")
-    click.echo(json.dumps(_control().twin(home_from_env().hub, device, module, patch), indent=2, sort_keys=True))
+    patches = {}
+    for option, value in (("--desired", desired), ("--tags", tags)):
+        if value is not None:
+            patches[option] = _json_arg(value, option)
+            if not isinstance(patches[option], dict):
+                raise click.BadParameter("a JSON object", param_hint=option)
+    if tags is not None and module is not None:
+        raise click.UsageError("--tags are a device twin's: leave out --module")
+    click.echo(json.dumps(_control().twin(home_from_env().hub, device, module, patches.get("--desired"),
+                                          tags=patches.get("--tags")), indent=2, sort_keys=True))
 
 
 @edge.command("method")

@@ -170,12 +170,15 @@ def identity_connection_string(home: Path, device: str, module: str | None = Non
         f"SharedAccessKey={key}"
 
 
-def twin(home: Path, device: str, module: str | None = None, desired: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The twin (after merging ``desired`` into its desired properties, when given)."""
+def twin(home: Path, device: str, module: str | None = None, desired: dict[str, Any] | None = None, *,
+         tags: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The twin (after merging ``desired`` into its desired properties and ``tags`` into a device's tags)."""
     from azure.iot.hub.models import Twin, TwinProperties
 
     registry = _registry(endpoints(home))
     try:
+        if tags is not None:
+            registry.update_twin(device, Twin(tags=tags), "*")
         if desired is not None:
             patch = Twin(properties=TwinProperties(desired=desired))
             result = registry.update_module_twin(device, module, patch) if module else \
