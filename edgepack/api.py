@@ -711,15 +711,17 @@ def fleet_simulation(home: Home, *, model_ref: str, config_path: Path, spec: Any
     return simulation
 
 
-def fleet_image(image: str, *, module: str = "edgepack-agent",
+def fleet_image(image: str, *, module: str = "edgepack-agent", env: Mapping[str, str] | None = None,
                 registry: RegistryOptions | None = None) -> dict[str, Any]:
     """A new agent image as a rollout's layer sets it: ``{"ref": REF@DIGEST, "module": spec}``, the module spec
-    ``deploy iot-edge`` writes for it (the image's labels read from the registry).
+    ``deploy iot-edge`` writes for it with ``env`` (the image's labels read from the registry). The spec replaces
+    the module's whole, so settings the base deployment gave it by env must be given again.
 
     Raises:
         DeployError: no digest, or not a module image. RegistryError: the image cannot be read.
     """
-    manifest = iot_edge_manifest(image, iotedge.EdgeDeploymentOptions(module=module), registry=registry)
+    options = iotedge.EdgeDeploymentOptions(module=module, env=dict(env or {}))
+    manifest = iot_edge_manifest(image, options, registry=registry)
     spec = manifest["modulesContent"]["$edgeAgent"]["properties.desired"]["modules"][module]
     return {"ref": spec["settings"]["image"], "module": spec}
 

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from edgepack import api
-from edgepack.cli.support import Finite, PathArg, home_from_env, registry_flags, registry_options
+from edgepack.cli.support import Finite, PathArg, home_from_env, parse_pairs, registry_flags, registry_options
 from edgepack.errors import FleetError
 
 
@@ -116,6 +116,8 @@ class _Bars:
 @click.option("--image", "image", metavar="REF@DIGEST",
               help="Or a new agent image (packaged with --target iot-edge, pushed, pinned by digest): the module "
                    "is replaced (an image pull and a restart on each device).")
+@click.option("--env", "env", multiple=True, metavar="K=V",
+              help="With --image: the new module's environment (it replaces the module's whole spec), repeatable.")
 @click.option("--name", required=True, help="The rollout's name (lowercase letters, digits, '-'), used once.")
 @click.option("--module", default="edgepack-agent", show_default=True, help="The agent module's name.")
 @click.option("--rings", metavar="LIST", help="Ring tags in order (tags.edgepack.ring), e.g. canary,ring1,all.")
@@ -138,7 +140,7 @@ class _Bars:
 @click.option("--json", "as_json", is_flag=True, help="Print the final state as JSON.")
 @_hub_options
 @registry_flags
-def rollout_cmd(model: str | None, image: str | None, name: str, module: str, rings: str | None,
+def rollout_cmd(model: str | None, image: str | None, env: tuple[str, ...], name: str, module: str, rings: str | None,
                 target_condition: str | None, wave: str,
                 gate: str, soak: str, abort: str, timeout: str, shadow: str | None, poll: float, dry_run: bool,
                 as_json: bool,
@@ -158,6 +160,8 @@ def rollout_cmd(model: str | None, image: str | None, name: str, module: str, ri
         raise click.UsageError("give --rings or --target-condition, not both")
     if (model is None) == (image is None):
         raise click.UsageError("give --model (a new model) or --image (a new agent image), one of them")
+    if env and image is None:
+        raise click.UsageError("--env sets a new module's environment: it goes with --image")
     request = RolloutRequest(
         name=spec.check_name(name), model={}, module=module,
         rings=spec.parse_rings(rings) if rings else None, target_condition=target_condition,
@@ -167,8 +171,8 @@ def rollout_cmd(model: str | None, image: str | None, name: str, module: str, ri
         shadow_s=spec.parse_duration("--shadow", shadow) if shadow is not None else 0.0)
     registry = registry_options(registry_username, ca_file, insecure_http)
     if image is not None:
-        request = RolloutRequest(**{**request.__dict__, "image": api.fleet_image(image, module=module,
-                                                                                 registry=registry)})
+        request = RolloutRequest(**{**request.__dict__, "image": api.fleet_image(
+            image, module=module, env=parse_pairs(env, "--env"), registry=registry)})
     else:
         request = RolloutRequest(**{**request.__dict__, "model": api.fleet_model(model or "", registry=registry)})
     home = home_from_env()

@@ -81,15 +81,15 @@ def plan(hub: HubClient, store: RolloutStore, request: RolloutRequest, now: floa
                                                           "tags (tags.edgepack.ring).")
     top = max([int(c.priority or 0) for c in hub.layers()] + [0])
     state = {"name": request.name, "phase": RUNNING, "started": now,
-            "priority": top + (2 if request.shadow_s else 1), "shadow_priority": top + 1,
-            "model": request.model, "image": request.image, "module": request.module, "key": tag_key(request.name),
-            "gate": [asdict(c) for c in request.gate],
-            "spec": {"soak_s": request.soak_s, "timeout_s": request.timeout_s, "shadow_s": request.shadow_s,
-                     "abort_share": request.abort.failed_share, "abort_min": request.abort.min_devices,
-                     "condition": _condition(request), "rings": list(request.rings or [])},
-            "waves": [{"number": w.number, "ring": w.ring, "devices": list(w.devices), "status": "waiting",
-                       "soak_since": None} for w in waves],
-            "steps": 0, "pending": None, "reason": ""}
+             "priority": top + (2 if request.shadow_s else 1), "shadow_priority": top + 1,
+             "model": request.model, "image": request.image, "module": request.module, "key": tag_key(request.name),
+             "gate": [asdict(c) for c in request.gate],
+             "spec": {"soak_s": request.soak_s, "timeout_s": request.timeout_s, "shadow_s": request.shadow_s,
+                      "abort_share": request.abort.failed_share, "abort_min": request.abort.min_devices,
+                      "condition": _condition(request), "rings": list(request.rings or [])},
+             "waves": [{"number": w.number, "ring": w.ring, "devices": list(w.devices), "status": "waiting",
+                        "soak_since": None} for w in waves],
+             "steps": 0, "pending": None, "reason": ""}
     check_layers(state)
     return state
 

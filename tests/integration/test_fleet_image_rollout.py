@@ -77,7 +77,8 @@ def test_a_new_agent_image_replaces_the_module_in_waves(tmp_path, edgepack_home,
 
         sender = threading.Thread(target=traffic, daemon=True)
         sender.start()
-        code, out, err = run_cli(["fleet", "rollout", "--image", second, "--name", "agent-v2", "--rings",
+        code, out, err = run_cli(["fleet", "rollout", "--image", second, "--env", "EDGEPACK_REPORT_SECONDS=1",
+                                  "--name", "agent-v2", "--rings",
                                   "canary,all", "--wave", "start=1,factor=2,max=10", "--soak", "2s", "--poll",
                                   "0.5", "--gate", "error_rate<0.05", "--abort", "failed>50%,min=1",
                                   "--timeout", "4m", "--local"], capsys)
