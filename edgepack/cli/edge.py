@@ -38,10 +38,10 @@ def hub() -> None:
 
 @hub.command("start")
 @click.option("--device", "devices", multiple=True, metavar="ID", help="Register this IoT Edge device (repeatable).")
-@click.option("--device-port", type=click.IntRange(1, 65535), default=8883, show_default=True,
+@click.option("--device-port", type=click.IntRange(0, 65535), default=8883, show_default=True,
               help="Where devices connect (MQTT over TLS; the device SDK always uses 8883).")
-@click.option("--service-port", type=click.IntRange(1, 65535), default=8443, show_default=True,
-              help="The service API (HTTPS).")
+@click.option("--service-port", type=click.IntRange(0, 65535), default=8443, show_default=True,
+              help="The service API (HTTPS; 0: any free port).")
 @click.option("--no-modules", is_flag=True, help="Do not run deployments' modules on the Docker engine.")
 @click.option("--json", "as_json", is_flag=True)
 def hub_start(devices: tuple[str, ...], device_port: int, service_port: int, no_modules: bool, as_json: bool) -> None:
