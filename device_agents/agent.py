@@ -121,6 +121,7 @@ class Agent:
         self.stats = Stats()
         self.status, self.last_error = "starting", ""
         self.desired_version = 0
+        self._desired_lock = threading.Lock()
         self.sessions_lost = 0
         self._subscribed = False  # the current client's handlers are set (so its broker session holds them)
         self._session_lost = threading.Event()
@@ -268,6 +269,10 @@ class Agent:
     # -- desired state
     def _apply_desired(self, desired: dict[str, Any], *, full: bool = False) -> None:
         """Apply desired properties: a patch, or (``full``) the whole desired document of a twin read."""
+        with self._desired_lock:  # a patch (SDK thread) and a twin read (connector) apply in version order
+            self._apply_desired_locked(desired, full=full)
+
+    def _apply_desired_locked(self, desired: dict[str, Any], *, full: bool) -> None:
         version = int(desired.get("$version", 0) or 0)
         if version and version <= self.desired_version:
             return  # seen already (the twin read after a reconnect repeats what patches brought)

@@ -191,6 +191,10 @@ class ModelSwapper:
             self._save()
             return self._started(base)
         current, previous = _installed(data.get("current")), _installed(data.get("previous"))
+        if current is None:  # the image's own model served last (a swapped one before it stays for rollback)
+            self.current, self.previous = self.baked, previous
+            self._save()
+            return self._started(base)
         for candidate, before in ((current, previous), (previous, None)):
             if candidate is None or not candidate.digest:
                 continue
@@ -210,7 +214,8 @@ class ModelSwapper:
     @staticmethod
     def _started(runtime: Runtime) -> Runtime:
         if not runtime.ready.is_set():
-            runtime.start()
+            with _START_LOCK:  # init() reads the process's AZUREML_MODEL_DIR: one start at a time per process
+                runtime.start()
         return runtime
 
     def start(self) -> None:
@@ -276,7 +281,7 @@ class ModelSwapper:
                 self._serve_baked()
                 continue
             if desired is None or desired.digest == self.current.digest:
-                if desired is not None and self.status != "serving":
+                if self.status != "serving":  # what it serves is what the twin asks (a refusal is past)
                     self.status, self.last_error = "serving", ""
                     self._changed()
                 continue

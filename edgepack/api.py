@@ -712,15 +712,16 @@ def fleet_simulation(home: Home, *, model_ref: str, config_path: Path, spec: Any
 
 
 def fleet_image(image: str, *, module: str = "edgepack-agent", env: Mapping[str, str] | None = None,
-                registry: RegistryOptions | None = None) -> dict[str, Any]:
+                state_host_dir: str = "", registry: RegistryOptions | None = None) -> dict[str, Any]:
     """A new agent image as a rollout's layer sets it: ``{"ref": REF@DIGEST, "module": spec}``, the module spec
-    ``deploy iot-edge`` writes for it with ``env`` (the image's labels read from the registry). The spec replaces
-    the module's whole, so settings the base deployment gave it by env must be given again.
+    ``deploy iot-edge`` writes for it with ``env`` and ``state_host_dir`` (the image's labels read from the
+    registry). The spec replaces the module's whole, so what the base deployment gave it (env, the state folder)
+    must be given again.
 
     Raises:
         DeployError: no digest, or not a module image. RegistryError: the image cannot be read.
     """
-    options = iotedge.EdgeDeploymentOptions(module=module, env=dict(env or {}))
+    options = iotedge.EdgeDeploymentOptions(module=module, env=dict(env or {}), state_host_dir=state_host_dir)
     manifest = iot_edge_manifest(image, options, registry=registry)
     spec = manifest["modulesContent"]["$edgeAgent"]["properties.desired"]["modules"][module]
     return {"ref": spec["settings"]["image"], "module": spec}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import sys
@@ -52,6 +53,15 @@ def _what(state: dict[str, Any]) -> str:
     if state.get("image"):
         return f"image {state['image']['ref']}"
     return f"model {state['model'].get('version')} {state['model'].get('digest', '')[:19]}"
+
+
+def _shown(state: dict[str, Any]) -> dict[str, Any]:
+    """A state for printing: the secret env values of an image rollout's module spec redacted."""
+    if not state.get("image"):
+        return state
+    from edgepack.deploy.iotedge import redact_module
+
+    return {**state, "image": {**state["image"], "module": redact_module(copy.deepcopy(state["image"]["module"]))}}
 
 
 def _summary(state: dict[str, Any]) -> list[str]:
@@ -118,6 +128,9 @@ class _Bars:
                    "is replaced (an image pull and a restart on each device).")
 @click.option("--env", "env", multiple=True, metavar="K=V",
               help="With --image: the new module's environment (it replaces the module's whole spec), repeatable.")
+@click.option("--state-host-dir", default="", metavar="DIR",
+              help="With --image: the host folder of the module's state, as the base deployment has it (default "
+                   "/var/lib/edgepack/MODULE), so queued messages and models carry over.")
 @click.option("--name", required=True, help="The rollout's name (lowercase letters, digits, '-'), used once.")
 @click.option("--module", default="edgepack-agent", show_default=True, help="The agent module's name.")
 @click.option("--rings", metavar="LIST", help="Ring tags in order (tags.edgepack.ring), e.g. canary,ring1,all.")
@@ -140,7 +153,8 @@ class _Bars:
 @click.option("--json", "as_json", is_flag=True, help="Print the final state as JSON.")
 @_hub_options
 @registry_flags
-def rollout_cmd(model: str | None, image: str | None, env: tuple[str, ...], name: str, module: str, rings: str | None,
+def rollout_cmd(model: str | None, image: str | None, env: tuple[str, ...], state_host_dir: str, name: str,
+                module: str, rings: str | None,
                 target_condition: str | None, wave: str,
                 gate: str, soak: str, abort: str, timeout: str, shadow: str | None, poll: float, dry_run: bool,
                 as_json: bool,
@@ -160,8 +174,8 @@ def rollout_cmd(model: str | None, image: str | None, env: tuple[str, ...], name
         raise click.UsageError("give --rings or --target-condition, not both")
     if (model is None) == (image is None):
         raise click.UsageError("give --model (a new model) or --image (a new agent image), one of them")
-    if env and image is None:
-        raise click.UsageError("--env sets a new module's environment: it goes with --image")
+    if (env or state_host_dir) and image is None:
+        raise click.UsageError("--env and --state-host-dir describe a new module: they go with --image")
     request = RolloutRequest(
         name=spec.check_name(name), model={}, module=module,
         rings=spec.parse_rings(rings) if rings else None, target_condition=target_condition,
@@ -172,19 +186,20 @@ def rollout_cmd(model: str | None, image: str | None, env: tuple[str, ...], name
     registry = registry_options(registry_username, ca_file, insecure_http)
     if image is not None:
         request = RolloutRequest(**{**request.__dict__, "image": api.fleet_image(
-            image, module=module, env=parse_pairs(env, "--env"), registry=registry)})
+            image, module=module, env=parse_pairs(env, "--env"), state_host_dir=state_host_dir, registry=registry)})
     else:
         request = RolloutRequest(**{**request.__dict__, "model": api.fleet_model(model or "", registry=registry)})
     home = home_from_env()
     hub = _hub(local, connection_env)
     recorded = next((s for s in api.fleet_status(home) if s["name"] == name), None)
-    if recorded is not None and not dry_run and _what(recorded) == _what(request.__dict__) \
+    same = recorded is not None and recorded.get("model") == request.model and recorded.get("image") == request.image
+    if recorded is not None and not dry_run and same \
             and recorded["phase"] in ("running", "paused"):
         click.echo(f"resuming rollout '{name}' from its recorded state (step {recorded['steps']})", err=True)
     else:
         state = api.fleet_plan(home, hub, request, now=time.time())
         if dry_run:
-            click.echo(json.dumps(state, indent=2) if as_json else "\n".join(_summary(state)))
+            click.echo(json.dumps(_shown(state), indent=2) if as_json else "\n".join(_summary(state)))
             return
         api.fleet_start(home, state)
     draw: Any = _Bars() if sys.stderr.isatty() else _Lines()
@@ -193,7 +208,7 @@ def rollout_cmd(model: str | None, image: str | None, env: tuple[str, ...], name
     finally:
         if isinstance(draw, _Bars):
             draw.stop()
-    click.echo(json.dumps(final, indent=2) if as_json else "\n".join(_summary(final)))
+    click.echo(json.dumps(_shown(final), indent=2) if as_json else "\n".join(_summary(final)))
     if final["phase"] != "succeeded":
         sys.exit(3)
 
@@ -208,7 +223,8 @@ def status_cmd(name: str | None, as_json: bool, watch: bool) -> None:
     while True:
         states = api.fleet_status(home_from_env(), name)
         if as_json:
-            click.echo(json.dumps(states if name is None else states[0], indent=2))
+            shown = [_shown(s) for s in states]
+            click.echo(json.dumps(shown if name is None else shown[0], indent=2))
         else:
             for state in states:
                 click.echo("\n".join(_summary(state)))
@@ -314,9 +330,11 @@ def simulate_cmd(devices: int, model_ref: str, config_path: Path, fail_rate: flo
         pass
     finally:
         click.echo("stopping: waiting for the last results", err=True)
-        simulation.drain(30)
-        summary = {**simulation.snapshot(), **simulation.models()}
-        simulation.stop()
+        try:
+            simulation.drain(30)
+            summary = {**simulation.snapshot(), **simulation.models()}
+        finally:
+            simulation.stop()
     click.echo(json.dumps(summary, indent=2) if as_json else "\n".join(f"{k}: {v}" for k, v in summary.items()))
     if summary["missing"]:
         sys.exit(3)

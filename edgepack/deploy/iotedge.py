@@ -239,7 +239,13 @@ def redact(manifest: dict[str, Any]) -> dict[str, Any]:
     for cred in (agent["runtime"]["settings"].get("registryCredentials") or {}).values():
         cred["password"] = REDACTED
     for spec in agent["modules"].values():
-        for name, entry in (spec.get("env") or {}).items():
-            if re.search(r"PASSWORD|SECRET|KEY|TOKEN|CONNECTION", name, re.I):  # EDGEPACK_MODEL_REGISTRY_PASSWORD
-                entry["value"] = REDACTED
+        redact_module(spec)
     return out
+
+
+def redact_module(spec: dict[str, Any]) -> dict[str, Any]:
+    """A module spec's secret env values (by name) replaced by ``<redacted>``, in place; returns it."""
+    for name, entry in (spec.get("env") or {}).items():
+        if re.search(r"PASSWORD|SECRET|KEY|TOKEN|CONNECTION", name, re.I):  # EDGEPACK_MODEL_REGISTRY_PASSWORD
+            entry["value"] = REDACTED
+    return spec

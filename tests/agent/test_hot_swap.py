@@ -12,6 +12,9 @@ import time
 import pytest
 
 from edgepack.devtools.projects import expected, make_model
+from edgepack.runtime.scoring import load_runtime
+
+from device_agents.models import ModelStore, ModelSwapper
 
 from tests.agent.modelserver import ModelServer
 
@@ -68,7 +71,7 @@ def test_a_model_from_https_is_swapped_in_and_scores(hub, start_agent, sampled_c
 def test_a_model_no_longer_named_by_the_twin_gives_way_to_the_images_own(hub, start_agent, sampled_config, models,
                                                                          tmp_path):
     """A rollout's deployment deleted takes its desired model away: the agent serves the image's model again."""
-    start_agent(sampled_config)
+    agent = start_agent(sampled_config)
     spec, _ = _offer(models, tmp_path, "v2", seed=22)
     hub.responder.patch_desired({"model": {"version": 2, **spec}})
     assert hub.responder.wait_for(_serving(2), 30), _model(hub.responder)
@@ -79,6 +82,13 @@ def test_a_model_no_longer_named_by_the_twin_gives_way_to_the_images_own(hub, st
     rows = [[0.1, 0.2, 0.3, 0.4]]
     assert _score(hub.responder, rows)[0] == pytest.approx(
         expected(tmp_path / "model" / "model.onnx", rows)[0], rel=1e-5)
+    agent.stop()  # started again (offline, before any twin read), it serves the image's model, not version 2
+    base = load_runtime(str(sampled_config), start=False)
+    swapper = ModelSwapper(base, ModelStore(str(tmp_path / "state" / "models")), install=lambda r: None,
+                           changed=lambda: None, fetcher=lambda stop: None)
+    restored = swapper.restore(base)
+    assert swapper.current.digest == "" and swapper.previous is not None and swapper.previous.version == 2
+    assert restored.config.model_dir == str(tmp_path / "model")
 
 @pytest.mark.parametrize("fault, text", [
     ("digest", "its sha256 is"),

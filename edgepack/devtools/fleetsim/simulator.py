@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -155,6 +156,7 @@ class Simulation:
         self.started = 0.0
         self._upstream_offset = 0
         self._sequence = 0
+        self._run = uuid.uuid4().hex[:8]  # in every input id: inputs an earlier run left queued are not counted
         self._session: Any = None
 
     # -- set-up
@@ -240,7 +242,7 @@ class Simulation:
                 self.endpoints.service_connection_string).signed_session()
         self._sequence += 1
         messages = [{"device": d, "module": MODULE, "input": "input1", "body": self.body.decode(),
-                     "messageId": f"{d}:{self._sequence}"} for d in self.devices]
+                     "messageId": f"{d}:{self._run}:{self._sequence}"} for d in self.devices]
         url = f"https://localhost:{self.endpoints.service_port}/edgepack/inputs"
         try:
             response = self._session.post(url, json={"messages": messages}, verify=self.endpoints.ca_file,
