@@ -66,6 +66,7 @@ class Fleet:
 
     def served(self, version: int) -> set[str]:
         with self._lock:
+            self.sim.collect()
             return set(self.sim.tally.served.get(str(version), set()))
 
     def reports(self) -> dict:
@@ -196,6 +197,9 @@ def test_a_model_that_errors_on_real_inputs_stops_at_the_first_wave_and_is_rolle
     assert "error_rate" in state["reason"]
     first = set(state["waves"][0]["devices"])
     assert [w["status"] for w in state["waves"]][1:] == ["waiting"] * (len(state["waves"]) - 1)
+    deadline = time.monotonic() + 60  # the results scored before the abort are still on their way up
+    while not fleet.served(3) and time.monotonic() < deadline:
+        time.sleep(0.5)
     assert fleet.served(3) and fleet.served(3) <= first  # later waves never saw it
     online = first - fleet.sim.away()
     assert fleet.wait_serving(2, online) == set()  # rolled back to the model that served before
