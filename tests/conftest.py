@@ -4,6 +4,7 @@ scripts/setup.sh installs and starts (the Docker engine, the registry, Azurite).
 from __future__ import annotations
 
 import os
+import sys
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -135,3 +136,20 @@ def start_broker():
     yield start
     for broker in started:
         broker.stop()
+
+
+_EXIT: list[int] = []
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _EXIT.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """End the process with the session's status once pytest is done: a thread a client library leaves running
+    (not daemonic) must not keep a finished test run alive until CI's time runs out."""
+    if _EXIT and not hasattr(config, "workerinput"):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_EXIT[-1])
