@@ -11,14 +11,16 @@ import logging
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
+from edgepack import __version__
+from edgepack.attest import collect
 from edgepack.build import builder, imports
 from edgepack.build.cache import Cache
 from edgepack.build.dockerfile import write_context
 from edgepack.config.load import load_config
 from edgepack.deploy import keys as keystore
-from edgepack.deploy import functionapp, iotedge, local
+from edgepack.deploy import iotedge, local
 from edgepack.deploy.kubernetes import KubernetesOptions, render_manifests, render_service_manifests
 from edgepack.deploy.pinning import pinned
 from edgepack.errors import (ConfigError, DeployError, EdgepackError, FleetError, InvalidModel, NotQuantized,
@@ -26,11 +28,12 @@ from edgepack.errors import (ConfigError, DeployError, EdgepackError, FleetError
 from edgepack.home import Home
 from edgepack.models.artifact import ModelArtifact
 from edgepack.models.store import LocalModelStore, describe_path, parse_model_ref
-from edgepack.oci.descriptor import OCI_INDEX, OCI_MANIFEST, sha256_digest
+from edgepack.oci.descriptor import OCI_INDEX, OCI_MANIFEST, Descriptor, sha256_digest
 from edgepack.oci.imageindex import image_index
 from edgepack.oci.layout import read_layout, read_layout_index, write_layout
 from edgepack.oci.plan import ImagePlan
 from edgepack.oci.ref import ImageRef
+from edgepack.oci.referrers import PROVENANCE_TYPE, SBOM_TYPE, artifact_manifest
 from edgepack.packagers import fpga as fpga_packager
 from edgepack.packagers import plan_image
 from edgepack.packagers.function_index import LABEL as FUNCTIONS_LABEL
@@ -38,8 +41,12 @@ from edgepack.profiling import session as profiling
 from edgepack.registry import (IndexChild, Progress, PushResult, RegistryClient, fetch_config, push_image,
                                push_index)
 from edgepack.registry import models as registry_models
+from edgepack.registry import referrers
 from edgepack.runtime.labels import ImageLabels
 from edgepack.targets import FpgaTarget, Target
+
+if TYPE_CHECKING:
+    from edgepack.deploy import functionapp  # imports requests: loaded only to deploy a Function App
 
 __all__ = [
     "RegistryOptions", "PackageResult", "register_model", "list_models", "get_model", "download_model",
@@ -280,7 +287,13 @@ def package(home: Home, *, model_ref: str | tuple[str, ...] = (), config_path: P
     config = load_config(config_path)
     for note in config.notes:
         log.warning("note: %s", note)
-    image_plan = plan_image(_target_models(home, model_ref, config, target), config, target, base_image=base_image)
+    models = _target_models(home, model_ref, config, target)
+    image_plan = plan_image(models, config, target, base_image=base_image)
+    options = options or builder.BuildOptions()
+    sources = collect.Sources(
+        models=models, config_path=config_path, source_directory=config.source_directory, target=target,
+        base_image=image_plan.base_image, options={"mtime": options.mtime, "pythonVersion": options.python_version},
+        image=f"{tag_ref.registry}/{tag_ref.repository}" if tag_ref else "edgepack-image")
     registry = (registry or RegistryOptions()).for_host(tag_ref)
     base_creds = _base_registry_credentials(config, env or {})
     if base_creds:
@@ -288,8 +301,8 @@ def package(home: Home, *, model_ref: str | tuple[str, ...] = (), config_path: P
     with _Clients(registry) as clients:
         result = _package(image_plan, config, home=home, clients=clients, tag_ref=tag_ref, output=output,
                         push_image_to_registry=push_image_to_registry, dockerfile_context=dockerfile_context,
-                        options=options or builder.BuildOptions(), platforms=platforms or (image_plan.platform,),
-                        progress=progress)
+                        options=options, platforms=platforms or (image_plan.platform,), progress=progress,
+                        sources=sources)
     built = result.details["python"]
     if config.python_version and built.split(".")[:2] != config.python_version.split("."):
         log.warning("note: the environment pins python %s, but the base image %s has python %s: dependencies "
@@ -301,7 +314,7 @@ def package(home: Home, *, model_ref: str | tuple[str, ...] = (), config_path: P
 def _package(image_plan: ImagePlan, config: Any, *, home: Home, clients: _Clients, tag_ref: ImageRef | None,
              output: Path | None, push_image_to_registry: bool, dockerfile_context: Path | None,
              options: builder.BuildOptions, platforms: tuple[str, ...],
-             progress: Progress | None) -> PackageResult:
+             progress: Progress | None, sources: collect.Sources) -> PackageResult:
     cache = Cache(home.cache)
     if len(platforms) > 1:
         if dockerfile_context is not None:
@@ -309,15 +322,16 @@ def _package(image_plan: ImagePlan, config: Any, *, home: Home, clients: _Client
                                 hint="Pass one --platform with --dockerfile-context.")
         return _package_platforms(image_plan, config, cache=cache, clients=clients, tag_ref=tag_ref, output=output,
                                   push_image_to_registry=push_image_to_registry, options=options,
-                                  platforms=platforms, progress=progress)
+                                  platforms=platforms, progress=progress, sources=sources)
     image_plan = replace(image_plan, platform=platforms[0])
     result = _build_checked(image_plan, config, cache=cache, clients=clients, options=options)
     built = result.image
+    artifacts = _attachments(collect.build_record(sources, result, image_plan, version=__version__))
     layout = None
     if output is not None:
         blobs = [(d.digest, built.blob_path(d.digest)) for d in built.blobs]
         write_layout(output, manifest=built.manifest, manifest_digest=built.manifest_digest, blobs=blobs,
-                     ref_name=tag_ref.tag if tag_ref else None)
+                     ref_name=tag_ref.tag if tag_ref else None, artifacts=artifacts)
         layout = output
     context = None
     if dockerfile_context is not None:
@@ -329,6 +343,7 @@ def _package(image_plan: ImagePlan, config: Any, *, home: Home, clients: _Client
                             manifest_media_type=json.loads(built.manifest)["mediaType"], blobs=built.blobs,
                             open_blob=built.open_blob, mount_from=_mount_sources(result.base.ref, tag_ref),
                             progress=progress)
+        referrers.push_referrers(clients(tag_ref), tag_ref, built.manifest_digest, artifacts)
     return PackageResult(plan=image_plan, digest=built.manifest_digest, layers=tuple(d.digest for d in built.layers),
                          new_layers=tuple(d.digest for d in built.new_layers), layout=layout, pushed=pushed,
                          context=context, details={"base": str(result.base.ref),
@@ -347,10 +362,13 @@ def _build_checked(image_plan: ImagePlan, config: Any, *, cache: Cache, clients:
 def _package_platforms(image_plan: ImagePlan, config: Any, *, cache: Cache, clients: _Clients,
                        tag_ref: ImageRef | None, output: Path | None, push_image_to_registry: bool,
                        options: builder.BuildOptions, platforms: tuple[str, ...],
-                       progress: Progress | None) -> PackageResult:
-    """One image per platform (each from that platform's base and wheels; nothing runs) under one index."""
+                       progress: Progress | None, sources: collect.Sources) -> PackageResult:
+    """One image per platform (each from that platform's base and wheels; nothing runs) under one index, each
+    with its own SBOM and provenance."""
     results = [(p, _build_checked(replace(image_plan, platform=p), config, cache=cache, clients=clients,
                                   options=options)) for p in platforms]
+    artifacts = {p: _attachments(collect.build_record(sources, r, replace(image_plan, platform=p),
+                                                      version=__version__)) for p, r in results}
     index = image_index([(p, r.image.manifest) for p, r in results])
     digest = sha256_digest(index)
     layout = None
@@ -358,13 +376,16 @@ def _package_platforms(image_plan: ImagePlan, config: Any, *, cache: Cache, clie
         blobs = {d.digest: r.image.blob_path(d.digest) for _, r in results for d in r.image.blobs}
         write_layout(output, manifest=index, manifest_digest=digest, blobs=blobs.items(),
                      ref_name=tag_ref.tag if tag_ref else None, media_type=OCI_INDEX,
-                     manifests=[r.image.manifest for _, r in results])
+                     manifests=[r.image.manifest for _, r in results],
+                     artifacts=[a for p in platforms for a in artifacts[p]])
         layout = output
     pushed = None
     if push_image_to_registry and tag_ref is not None:
         children = [IndexChild(r.image.manifest, OCI_MANIFEST, r.image.blobs, r.image.open_blob) for _, r in results]
         pushed = push_index(clients(tag_ref), tag_ref, index=index, media_type=OCI_INDEX, children=children,
                             mount_from=_mount_sources(results[0][1].base.ref, tag_ref), progress=progress)
+        for p, r in results:
+            referrers.push_referrers(clients(tag_ref), tag_ref, r.image.manifest_digest, artifacts[p])
     first = results[0][1]
     return PackageResult(
         plan=replace(image_plan, platform=platforms[0]), digest=digest,
@@ -373,6 +394,15 @@ def _package_platforms(image_plan: ImagePlan, config: Any, *, cache: Cache, clie
         layout=layout, pushed=pushed,
         details={"base": str(first.base.ref).split("@", 1)[0], "python": first.platform.python_version,
                  "platforms": {p: r.image.manifest_digest for p, r in results}})
+
+
+def _attachments(record: Any) -> list[tuple[bytes, bytes]]:
+    """The SBOM and provenance of one image, each with the artifact manifest that attaches it to the image."""
+    from edgepack.attest import provenance, sbom
+
+    subject = Descriptor(record.media_type, record.digest, record.size)
+    return [(artifact_manifest(subject, kind, document), document)
+            for kind, document in ((SBOM_TYPE, sbom.sbom(record)), (PROVENANCE_TYPE, provenance.statement(record)))]
 
 
 def _mount_sources(base: ImageRef, dest: ImageRef) -> tuple[str, ...]:
@@ -472,6 +502,8 @@ def deploy_functionapp(options: functionapp.FunctionAppOptions, *, client: Any,
     _, functions = _function_metadata(options.image, registry)
     needed = {b.get("connection") for f in functions for b in f["bindings"] if b.get("connection")}
     options = replace(options, required_settings=tuple(sorted({"AzureWebJobsStorage", *needed})))
+    from edgepack.deploy import functionapp
+
     return functionapp.deploy(client, options)
 
 

@@ -7,7 +7,7 @@ the type with ``match``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from edgepack.errors import ConfigError
 from edgepack.runtime.settings import DEFAULT_MODULE_INPUT, DEFAULT_MODULE_OUTPUT
@@ -186,3 +186,16 @@ def parse_target(name: str, *, auth_level: str | None = None, no_auth: bool = Fa
         raise ConfigError(f"target '{name}' options are invalid", problems=tuple(problems),
                           hint="Fix the options listed above.")
     return target
+
+
+def target_from_dict(data: dict) -> Target:
+    """The target a provenance statement records (``dataclasses.asdict`` of it), rebuilt.
+
+    Raises:
+        ValueError: no target of that name.
+    """
+    for cls in (WebServiceTarget, FunctionsHttpTarget, FunctionsBlobTarget, FunctionsServiceBusTarget,
+                IoTEdgeTarget, FpgaTarget):
+        if data.get("name") == cls.name:
+            return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+    raise ValueError(f"no target named {data.get('name')!r}")

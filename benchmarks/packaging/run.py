@@ -10,7 +10,12 @@ the same local registry (`127.0.0.1:5000`), each into fresh repositories. Scenar
 
 - cold: nothing cached for the image (edgepack: a new EDGEPACK_HOME whose dependency and base caches are
   warm, as the Docker engine's base image is; docker: `--no-cache`), then push to a new repository;
-- model-only update: register version 2 of the model and package+push again on top of the cold run.
+- model-only update, counted as a user does it: edgepack `model register` of version 2 plus package+push on
+  top of the cold run (two commands, two processes); docker: copy the new model into the build context, then
+  `docker build` + `docker push` on top of its cold build (its layer cache warm).
+
+The floor: reading, hashing (sha256), compressing (ISA-L level 1, as edgepack does) and sending (one POST and
+one PUT of the compressed bytes to the same registry, from a process that is already running) the new model.
 
 Bytes sent: edgepack's own count of the blob and manifest bytes it uploaded; for docker, the growth of the
 registry's blob store during the push (docker's layers are new content on every build, so nothing is
@@ -21,6 +26,7 @@ Rebuilds are bit-identical when building the same inputs twice from scratch give
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -68,6 +74,28 @@ def _docker(*args: str) -> str:
     return proc.stdout
 
 
+def floor(model: Path, repo: str) -> float:
+    """Seconds to read, hash, compress and send ``model`` once: the least any tool can take for that update."""
+    import httpx
+    from isal import isal_zlib
+
+    with httpx.Client(base_url=f"http://{REGISTRY}") as http:
+        http.get("/v2/")  # connection set up before the clock starts, as a running client's would be
+        start = time.perf_counter()
+        data = model.read_bytes()
+        hashlib.sha256(data).hexdigest()
+        packed = isal_zlib.compress(data, 1, 31)
+        digest = "sha256:" + hashlib.sha256(packed).hexdigest()
+        upload = http.post(f"/v2/{repo}/blobs/uploads/")
+        location = upload.headers["location"]
+        done = http.put(f"{location}{'&' if '?' in location else '?'}digest={digest}", content=packed,
+                        headers={"content-type": "application/octet-stream"})
+        elapsed = time.perf_counter() - start
+        if done.status_code != 201:
+            raise SystemExit(f"floor upload failed: {done.status_code} {done.text}")
+    return elapsed
+
+
 def _seed_home(home: Path, warm: Path) -> None:
     """Copy the dependency and base caches (not the layers) so a cold run is cold for the image only."""
     for kind in ("locks", "sites", "baseinfo", "blobs"):
@@ -94,8 +122,8 @@ def one_run(work: Path, model_mib: int, warm: Path) -> dict:
     _edgepack(home, "model", "register", "big", str(v1))
     repo = f"{REGISTRY}/bench-ep-{run_id}"
     out["ep_cold"] = _timed(lambda: _edgepack(home, *pkg("big:1", "--tag", f"{repo}:1", "--push")))
-    _edgepack(home, "model", "register", "big", str(v2))
-    out["ep_update"] = _timed(lambda: _edgepack(home, *pkg("big:2", "--tag", f"{repo}:2", "--push")))
+    out["ep_update"] = _timed(lambda: (_edgepack(home, "model", "register", "big", str(v2)),
+                                       _edgepack(home, *pkg("big:2", "--tag", f"{repo}:2", "--push")))[1])
     # Reproducibility: a second home with an empty layer cache, the same inputs, the same digest?
     home2 = work / "home2"
     _seed_home(home2, warm)
@@ -113,8 +141,12 @@ def one_run(work: Path, model_mib: int, warm: Path) -> dict:
     rebuilt_id = _docker("build", "-q", "--no-cache", "-t", f"{dtag}:1b", str(ctx)).strip()
     out["docker_identical"] = rebuilt_id == first_id
     _edgepack(home, *pkg("big:2", "--dockerfile-context", str(ctx)))
-    out["docker_update"] = _timed(lambda: (_docker("build", "-q", "-t", f"{dtag}:2", str(ctx)),
+    (placed,) = ctx.glob("layers/*-model/**/big/2/model.onnx")
+    placed.unlink()
+    out["docker_update"] = _timed(lambda: (shutil.copyfile(v2, placed),
+                                           _docker("build", "-q", "-t", f"{dtag}:2", str(ctx)),
                                            _docker("push", "-q", f"{dtag}:2")))
+    out["floor"] = floor(v2, f"bench-floor-{run_id}")
     return out
 
 
@@ -132,6 +164,9 @@ def main() -> None:
         _edgepack(warm, "package", "--model", "warm", "--inference-config", str(warm_cfg), "--target", "webservice",
                   "--base-image", BASE, "--output", str(Path(tmp) / "warm-out"))
         _docker("pull", "-q", BASE)
+        # An installed edgepack has its bytecode compiled (pip does it); a source checkout may not.
+        subprocess.run([sys.executable, "-m", "compileall", "-q", *(str(ROOT / d) for d in
+                        ("edgepack", "device_agents", "triggers", "fpga"))], check=True, capture_output=True)
         for i in range(args.runs):
             work = Path(tmp) / f"run{i}"
             work.mkdir()
@@ -157,6 +192,13 @@ def render(results: list[dict]) -> str:
     rows.append(f"model {results[0]['model_bytes'] / mib:.1f} MiB, gzip {gz / mib:.1f} MiB; model-only update sent "
                 f"{sent('ep_update') / gz:.3f}x the compressed model bytes (edgepack), "
                 f"{med('docker_update', 1) / gz:.3f}x (docker); runs: {len(results)} (medians)")
+    update, cold = med("ep_update", 0) / med("docker_update", 0), med("ep_cold", 0) / med("docker_cold", 0)
+    flo = statistics.median(r["floor"] for r in results)
+    rows.append(f"floor (read + sha256 + ISA-L compress + send the new model, in-process): {flo:.2f} s; "
+                f"the update took {med('ep_update', 0) / flo:.1f}x the floor")
+    rows.append(f"goals: update <= 0.4x docker: {update:.2f}x {'met' if update <= 0.4 else 'MISSED'}; "
+                f"cold <= 0.5x: {cold:.2f}x {'met' if cold <= 0.5 else 'MISSED'}; bytes <= 1.05x: "
+                f"{sent('ep_update') / gz:.3f}x {'met' if sent('ep_update') / gz <= 1.05 else 'MISSED'}")
     rows.append(f"bit-identical rebuilds: edgepack {all(r['ep_identical'] for r in results)}, "
                 f"docker {all(r['docker_identical'] for r in results)}")
     return "\n".join(rows)

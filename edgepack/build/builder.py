@@ -45,6 +45,10 @@ class BuildResult:
     # The installed dependency trees and the base's own modules: what the image can import.
     sites: tuple[Path, ...] = ()
     base_modules: frozenset[str] = frozenset()
+    # What went into the image, for its SBOM and provenance: each pip layer's resolved set, the base's
+    # Debian packages.
+    resolved: tuple[deps.ResolvedSet, ...] = ()
+    debian_packages: tuple[tuple[str, str, str], ...] = ()
 
 
 def pull_base(plan: ImagePlan, *, cache: Cache, client_for: ClientFactory) -> Any:
@@ -77,9 +81,10 @@ def _base_info(base: Any, cache: Cache) -> Any:
 
 
 def pip_materializer(platform: deps.PythonPlatform, cache: Cache, *, refresh: bool,
-                     sites: list[Path] | None = None) -> PipMaterializer:
+                     sites: list[Path] | None = None,
+                     resolved_sets: list[deps.ResolvedSet] | None = None) -> PipMaterializer:
     """Turn pip layers into (content key, spec factory): resolved and installed once per resolved set (each
-    installed tree is appended to ``sites``)."""
+    installed tree is appended to ``sites``, each resolved set to ``resolved_sets``)."""
 
     def materialize(layer: PipLayer) -> tuple[str, Callable[[], LayerSpec]]:
         sources = deps.Sources(layer.index_urls, layer.find_links, conda_packages=layer.conda_packages)
@@ -88,6 +93,8 @@ def pip_materializer(platform: deps.PythonPlatform, cache: Cache, *, refresh: bo
         site = deps.install(resolved, platform, cache, sources=sources)
         if sites is not None:
             sites.append(site)
+        if resolved_sets is not None:
+            resolved_sets.append(resolved)
         key = "pip-" + resolved.key(platform) + "-" + layer.dest.replace("/", "_")
         return key, lambda: LayerSpec(layer.name, entries_from_dir(site, layer.dest), comment=layer.comment)
 
@@ -105,10 +112,13 @@ def build(plan: ImagePlan, *, cache: Cache, client_for: ClientFactory, options: 
                              hint="Use a multi-platform base image (an index listing that platform), or leave "
                                   f"{plan.platform} out of --platform.")
     sites: list[Path] = []
+    resolved: list[deps.ResolvedSet] = []
     image = build_image(plan, base=base, cache=cache, mtime=options.mtime,
-                        materialize_pip=pip_materializer(platform, cache, refresh=options.refresh_deps, sites=sites))
-    return BuildResult(image=image, base=base, platform=platform, sites=tuple(sites),
-                       base_modules=_base_info(base, cache).modules)
+                        materialize_pip=pip_materializer(platform, cache, refresh=options.refresh_deps, sites=sites,
+                                                         resolved_sets=resolved))
+    info = _base_info(base, cache)
+    return BuildResult(image=image, base=base, platform=platform, sites=tuple(sites), base_modules=info.modules,
+                       resolved=tuple(resolved), debian_packages=info.debian_packages)
 
 
 def layer_specs(plan: ImagePlan, result: BuildResult, cache: Cache) -> list[LayerSpec]:

@@ -21,16 +21,22 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 from pathlib import Path
 from string import Template
 
-import httpx
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import Version
 
 from edgepack.build import index
 from edgepack.build.cache import Cache
+from edgepack import lazy
 from edgepack.errors import PackagingError
+
+if TYPE_CHECKING:
+    import httpx
+else:
+    httpx = lazy.module("httpx")
 
 log = logging.getLogger(__name__)
 

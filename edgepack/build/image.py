@@ -7,6 +7,7 @@ the same plan, base and mtime always give the same manifest digest.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import time
@@ -19,7 +20,7 @@ from edgepack.build.cache import Cache
 from edgepack.errors import PackagingError
 from edgepack.oci.descriptor import (DOCKER_LAYER_GZIP, OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, Descriptor,
                                      sha256_digest)
-from edgepack.oci.layer import LayerSpec, write_layer
+from edgepack.oci.layer import CODEC, LayerSpec, write_layer
 from edgepack.oci.plan import ImagePlan, PipLayer
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ def _rfc3339(epoch: int) -> str:
 def _build_layer(key: str, name: str, make_spec: Callable[[], LayerSpec], cache: Cache,
                  mtime: int) -> tuple[Descriptor, str]:
     """Return (descriptor, diff_id) of a layer, building it only when the cache lacks it."""
+    key = hashlib.sha256(f"{key}:{CODEC}".encode()).hexdigest()  # another compressor, other bytes
     record = cache.read_index("layers", key)
     if record and cache.has_blob(record["digest"], record.get("size")):
         log.info("layer %s: cached %s", name, record["digest"][:19])

@@ -17,14 +17,19 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import httpx
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import InvalidSdistFilename, InvalidWheelFilename, parse_sdist_filename, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
+from edgepack import lazy
+
 if TYPE_CHECKING:
+    import httpx
+
     from edgepack.build.deps import PythonPlatform
+else:
+    httpx = lazy.module("httpx")
 
 PUBLIC_INDEX = "https://pypi.org/simple"
 _ACCEPT = "application/vnd.pypi.simple.v1+json"

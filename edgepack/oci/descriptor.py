@@ -34,6 +34,7 @@ class Descriptor:
     size: int
     annotations: dict[str, str] = field(default_factory=dict, compare=False)
     platform: dict[str, str] | None = field(default=None, compare=False)
+    artifact_type: str | None = field(default=None, compare=False)  # of an artifact manifest (OCI 1.1)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form used in manifests and indexes."""
@@ -42,6 +43,8 @@ class Descriptor:
             out["annotations"] = dict(sorted(self.annotations.items()))
         if self.platform:
             out["platform"] = dict(self.platform)
+        if self.artifact_type:
+            out["artifactType"] = self.artifact_type
         return out
 
     @classmethod
@@ -53,4 +56,5 @@ class Descriptor:
             size=int(data["size"]),
             annotations=dict(data.get("annotations") or {}),
             platform=data.get("platform"),
+            artifact_type=data.get("artifactType"),
         )

@@ -19,6 +19,7 @@ from typing import Any, BinaryIO, Iterable, Iterator
 from edgepack.errors import LayoutError
 from edgepack.oci.descriptor import INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST, Descriptor, sha256_digest
 from edgepack.oci.imageindex import host_platform, platform_name
+from edgepack.oci.referrers import EMPTY, descriptor_of
 
 REF_NAME = "org.opencontainers.image.ref.name"
 
@@ -51,9 +52,11 @@ class LayoutImage:
 
 def write_layout(out_dir: Path, *, manifest: bytes, manifest_digest: str, blobs: Iterable[tuple[str, Path]],
                  ref_name: str | None = None, media_type: str = OCI_MANIFEST,
-                 manifests: Iterable[bytes] = ()) -> None:
+                 manifests: Iterable[bytes] = (), artifacts: Iterable[tuple[bytes, bytes]] = ()) -> None:
     """Write an OCI layout of one image to ``out_dir``, replacing an earlier layout there. ``manifest`` is an
     image manifest, or (``media_type`` OCI_INDEX) an image index whose platforms' ``manifests`` are written too.
+    ``artifacts`` ((artifact manifest, document) pairs: the SBOM and provenance) are listed in ``index.json``
+    after the image, as referrers of it.
 
     Raises:
         LayoutError: ``out_dir`` exists and is not an OCI layout (it is never overwritten then).
@@ -70,7 +73,12 @@ def write_layout(out_dir: Path, *, manifest: bytes, manifest_digest: str, blobs:
         (blob_dir / manifest_digest.split(":", 1)[1]).write_bytes(manifest)
         desc = Descriptor(media_type, manifest_digest, len(manifest),
                           annotations={REF_NAME: ref_name} if ref_name else {})
-        index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [desc.to_dict()]}
+        listed = [desc.to_dict()]
+        for artifact, document in artifacts:
+            for body in (EMPTY, document, artifact):
+                (blob_dir / sha256_digest(body).split(":", 1)[1]).write_bytes(body)
+            listed.append(descriptor_of(artifact).to_dict())
+        index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": listed}
         (staged / "index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
         (staged / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}\n')
 
@@ -207,3 +215,27 @@ def _image(root: Path, entry: Descriptor, manifest: bytes, data: dict[str, Any])
     if missing:
         raise LayoutError(f"reading image layout '{root}': missing blobs {', '.join(missing)}", hint=_HINT)
     return image
+
+
+def layout_referrers(root: Path) -> list[tuple[Descriptor, dict[str, Any], bytes]]:
+    """The artifacts ``index.json`` lists after the image: (descriptor, artifact manifest, document).
+
+    Raises:
+        LayoutError: not a layout, or an artifact or its document is missing.
+    """
+    try:
+        entries = [Descriptor.from_dict(e) for e in json.loads((root / "index.json").read_text())["manifests"][1:]]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        raise LayoutError(f"reading image layout '{root}': {exc}", hint=_HINT) from exc
+    out = []
+    for entry in entries:
+        _, data = _read_json(root, entry)
+        if "subject" not in data:
+            continue
+        try:
+            layer = Descriptor.from_dict(data["layers"][0])
+            document = (root / "blobs" / "sha256" / layer.digest.split(":", 1)[1]).read_bytes()
+        except (OSError, KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            raise _malformed(root, f"artifact {entry.digest}", exc) from None
+        out.append((entry, data, document))
+    return out

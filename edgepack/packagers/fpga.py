@@ -12,8 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import replace
-
-import onnx
+from typing import TYPE_CHECKING
 
 from edgepack.config.schema import InferenceConfig
 from edgepack.errors import InvalidModel, NotQuantized, PackagingError, QuantizationInvariantError
@@ -24,8 +23,10 @@ from edgepack.packagers import layers
 from edgepack.packagers.webservice import APP_ROOT, SOURCE_DEST
 from edgepack.runtime.settings import AcceleratorSettings
 from edgepack.targets import FpgaTarget
-from fpga import invariants, partition
 from fpga.profile import Profile, load_profile
+
+if TYPE_CHECKING:  # onnx is slow to import: only FPGA packaging loads it
+    import onnx
 
 FPGA_DIR = "/opt/edgepack/fpga"
 UNVERIFIED = "accelerator unverified: built and checked without FPGA hardware"
@@ -56,6 +57,8 @@ def check_quantized(model: ModelArtifact, profile: Profile) -> onnx.ModelProto:
         NotQuantized: a float model.
         QuantizationInvariantError: a quantization the accelerator does not take (the nodes are named).
     """
+    from fpga import invariants
+
     graph = invariants.load_model(model.root / onnx_file(model))
     if not invariants.is_quantized(graph):
         raise NotQuantized(f"packaging '{model.ref}' for {profile.accelerator}: the model is not quantized; the "
@@ -85,6 +88,8 @@ def plan(models: tuple[ModelArtifact, ...], config: InferenceConfig, target: Fpg
     if base_image is None and config.base_image is None and profile.base_image is None:
         raise PackagingError(f"packaging for '{profile.name}': the profile names no vendor base image "
                              f"({profile.base_image_note})", hint="Pass --base-image with the board's runtime image.")
+    from fpga import partition
+
     report = partition.estimate(graph, profile)
     vaip = dict(profile.vaip_config)
     document = vaip.pop("document", None)

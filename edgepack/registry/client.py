@@ -11,14 +11,19 @@ import hashlib
 import logging
 import ssl
 import time
-from typing import BinaryIO, Callable, Iterable
+from typing import BinaryIO, Callable, Iterable, TYPE_CHECKING
 from urllib.parse import urljoin
 
-import httpx
 
+from edgepack import lazy
 from edgepack.errors import AuthenticationError, RegistryError
 from edgepack.oci.ref import ImageRef
 from edgepack.registry.auth import Credentials, find_credentials, parse_challenge
+
+if TYPE_CHECKING:
+    import httpx
+else:
+    httpx = lazy.module("httpx")
 
 log = logging.getLogger(__name__)
 Body = bytes | Callable[[], Iterable[bytes]] | None

@@ -63,11 +63,11 @@ def test_layout_is_valid_for_skopeo_and_umoci(project, base_image_ref, capsys, t
     code, out, err = _package(capsys, project, "--target", "webservice", "--base-image", base_image_ref,
                               "--output", str(out_dir), "--tag", "127.0.0.1:5000/e2e/linear:1")
     assert code == 0, err
-    inspect = subprocess.run(["skopeo", "inspect", "--raw", f"oci:{out_dir}"], capture_output=True, text=True)
+    inspect = subprocess.run(["skopeo", "inspect", "--raw", f"oci:{out_dir}:1"], capture_output=True, text=True)
     assert inspect.returncode == 0, inspect.stderr
     manifest = json.loads(inspect.stdout)
     assert manifest["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
-    config = json.loads(subprocess.run(["skopeo", "inspect", "--config", f"oci:{out_dir}"], capture_output=True,
+    config = json.loads(subprocess.run(["skopeo", "inspect", "--config", f"oci:{out_dir}:1"], capture_output=True,
                                        text=True, check=True).stdout)
     labels = config["config"]["Labels"]
     assert labels["io.edgepack.model.name"] == "linear" and labels["io.edgepack.model.version"] == "1"
