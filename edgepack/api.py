@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -23,14 +24,14 @@ from edgepack.deploy import keys as keystore
 from edgepack.deploy import iotedge, local
 from edgepack.deploy.kubernetes import KubernetesOptions, render_manifests, render_service_manifests
 from edgepack.deploy.pinning import pinned
-from edgepack.errors import (ConfigError, DeployError, EdgepackError, FleetError, InvalidModel, NotQuantized,
-                             PackagingError, QuantizationInvariantError, RegistryError)
+from edgepack.errors import (AttestationError, ConfigError, DeployError, EdgepackError, FleetError, InvalidModel,
+                             NotQuantized, PackagingError, QuantizationInvariantError, RegistryError)
 from edgepack.home import Home
 from edgepack.models.artifact import ModelArtifact
 from edgepack.models.store import LocalModelStore, describe_path, parse_model_ref
 from edgepack.oci.descriptor import OCI_INDEX, OCI_MANIFEST, Descriptor, sha256_digest
 from edgepack.oci.imageindex import image_index
-from edgepack.oci.layout import read_layout, read_layout_index, write_layout
+from edgepack.oci.layout import layout_referrers, read_layout, read_layout_index, write_layout
 from edgepack.oci.plan import ImagePlan
 from edgepack.oci.ref import ImageRef
 from edgepack.oci.referrers import PROVENANCE_TYPE, SBOM_TYPE, artifact_manifest
@@ -42,6 +43,7 @@ from edgepack.registry import (IndexChild, Progress, PushResult, RegistryClient,
                                push_index)
 from edgepack.registry import models as registry_models
 from edgepack.registry import referrers
+from edgepack.registry.pull import image_platforms
 from edgepack.runtime.labels import ImageLabels
 from edgepack.targets import FpgaTarget, Target
 
@@ -829,3 +831,130 @@ def fleet_control(home: Home, name: str, request: str, *, hub: Any = None, now: 
             pass
     runner.request_control(store, name, request)
     return "asked the controller"
+
+
+def _is_layout(source: str) -> bool:
+    return (Path(source) / "oci-layout").is_file()
+
+
+def attestations(source: str, *, registry: RegistryOptions | None = None) -> dict[str, dict[str, bytes]]:
+    """The SBOM and provenance of each platform's image: ``{platform: {"sbom": ..., "provenance": ...}}``.
+    ``source`` is a registry reference or an OCI layout folder.
+
+    Raises:
+        AttestationError: the image has none; LayoutError, RegistryError: it could not be read.
+    """
+    kinds = {SBOM_TYPE: "sbom", PROVENANCE_TYPE: "provenance"}
+    found: dict[str, dict[str, bytes]] = {}
+    if _is_layout(source):
+        root = Path(source)
+        index = read_layout_index(root)
+        platforms = ({i.manifest_digest: p for p, i in index.images.items()} if index is not None else
+                     {read_layout(root).manifest_digest: _layout_platform(read_layout(root))})
+        for entry, data, document in layout_referrers(root):
+            platform = platforms.get(data["subject"]["digest"])
+            if platform and entry.artifact_type in kinds:
+                found.setdefault(platform, {})[kinds[entry.artifact_type]] = document
+    else:
+        ref = ImageRef.parse(source)
+        with _Clients((registry or RegistryOptions()).for_host(ref)) as clients:
+            client = clients(ref)
+            for platform, digest in image_platforms(client, ref).items():
+                listed, _ = referrers.list_referrers(client, ref, digest)
+                for desc in listed:
+                    if desc.artifact_type in kinds:
+                        found.setdefault(platform, {})[kinds[desc.artifact_type]] = referrers.fetch_document(
+                            client, ref, desc.digest)
+    if not found:
+        raise AttestationError(f"reading the SBOM and provenance of '{source}': the image has none",
+                               hint="Package it again with this edgepack: every image gets both.")
+    return found
+
+
+def _layout_platform(image: Any) -> str:
+    config = json.loads(image.blob_path(image.config.digest).read_bytes())
+    return f"{config.get('os', 'linux')}/{config.get('architecture', 'amd64')}"
+
+
+def attestation(source: str, kind: str, *, platform: str | None = None,
+                registry: RegistryOptions | None = None) -> bytes:
+    """One document (``kind`` "sbom" or "provenance") of the image for ``platform`` (needed when the image has
+    several).
+
+    Raises:
+        AttestationError: no such document, or several platforms and none chosen.
+    """
+    found = attestations(source, registry=registry)
+    if platform is None and len(found) > 1:
+        raise AttestationError(f"reading the {kind} of '{source}': it is a multi-platform image",
+                               hint=f"Pass --platform, one of {', '.join(sorted(found))}.")
+    chosen = platform or next(iter(found))
+    if chosen not in found or kind not in found[chosen]:
+        raise AttestationError(f"reading the {kind} of '{source}': none for {chosen}",
+                               hint=f"It has them for {', '.join(sorted(found)) or 'no platform'}.")
+    return found[chosen][kind]
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The outcome of ``verify``: the image's digest, the rebuild's, and what differs (empty when they match)."""
+
+    digest: str
+    rebuilt: str | None
+    differences: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form for ``--json``."""
+        return {"digest": self.digest, "rebuilt": self.rebuilt, "verified": not self.differences,
+                "differences": list(self.differences)}
+
+
+def verify(home: Home, source: str, *, platform: str | None = None,
+           registry: RegistryOptions | None = None) -> Verification:
+    """Rebuild the image of ``source`` from the inputs its provenance records, and compare digests.
+
+    Inputs that are missing here or changed since (model, inference config, source directory) are named
+    without rebuilding; otherwise the rebuild's layers and dependency lock are compared with the recorded ones.
+
+    Raises:
+        AttestationError: the image has no provenance; as ``package`` while rebuilding.
+    """
+    from edgepack.attest import provenance
+    from edgepack.attest import verify as checks
+    from edgepack.attest.record import DEPENDENCY_LOCK
+    from edgepack.targets import target_from_dict
+
+    document = json.loads(attestation(source, "provenance", platform=platform, registry=registry))
+    digest = "sha256:" + document["subject"][0]["digest"]["sha256"]
+    inputs = provenance.inputs_of(document)
+
+    def model_digest(ref: str) -> str | None:
+        try:
+            found = get_model(home, ref).sha256
+        except EdgepackError:
+            return None
+        return found if ":" in found else f"sha256:{found}"
+
+    changed = checks.changed_inputs(inputs, model_digest)
+    if changed:
+        return Verification(digest, None, tuple(str(d) for d in changed))
+    params = document["predicate"]["buildDefinition"]["externalParameters"]
+    base = next(i.uri for i in inputs if i.kind == "base image")
+    with tempfile.TemporaryDirectory(prefix="edgepack-verify-") as tmp:
+        out = Path(tmp) / "layout"
+        result = package(home, model_ref=tuple(params["models"]), config_path=Path(params["inferenceConfig"]),
+                         target=target_from_dict(params["target"]), base_image=base, output=out,
+                         registry=registry, platforms=(params["platform"],),
+                         options=builder.BuildOptions(mtime=int(params["options"].get("mtime") or 0),
+                                                      python_version=params["options"].get("pythonVersion")))
+        rebuilt = json.loads(attestation(str(out), "provenance"))
+    if result.digest == digest:
+        return Verification(digest, result.digest, ())
+    differences = checks.changed_layers(provenance.layers_of(document), provenance.layers_of(rebuilt))
+    lock = {i.kind: i.digest for i in provenance.inputs_of(rebuilt)}.get(DEPENDENCY_LOCK)
+    recorded_lock = next((i.digest for i in inputs if i.kind == DEPENDENCY_LOCK), None)
+    if lock != recorded_lock:
+        differences.insert(0, checks.Difference("dependency lock (resolved again)", recorded_lock or "none",
+                                                lock or "none"))
+    return Verification(digest, result.digest, tuple(str(d) for d in differences) or
+                        (f"image: recorded {digest}, rebuilt {result.digest}",))

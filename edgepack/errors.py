@@ -200,3 +200,7 @@ class RolloutSpecError(FleetError):
 
 class LeaseHeld(FleetError):
     """Another controller holds the rollout's lease."""
+
+
+class AttestationError(EdgepackError):
+    """An image's SBOM or provenance is missing or unreadable, or a rebuild from its recorded inputs differs."""

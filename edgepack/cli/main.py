@@ -14,6 +14,7 @@ import sys
 import click
 
 from edgepack import __version__
+from edgepack.cli.attest import provenance_cmd, sbom_cmd, verify_cmd
 from edgepack.cli.deploy import deploy
 from edgepack.cli.edge import edge
 from edgepack.cli.fleet import fleet
@@ -35,7 +36,7 @@ def cli(verbose: int) -> None:
 
 
 for command in (model, plan_cmd, package_cmd, push_cmd, run_cmd, stop_cmd, logs_cmd, keys_cmd, deploy, edge, fpga,
-                fleet, profile_cmd):
+                fleet, profile_cmd, sbom_cmd, provenance_cmd, verify_cmd):
     cli.add_command(command)
 
 

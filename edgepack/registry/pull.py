@@ -126,6 +126,21 @@ def fetch_config(client: RegistryClient, ref: ImageRef, *, platform: str = "linu
     return json.loads(resp.content)
 
 
+def image_platforms(client: RegistryClient, ref: ImageRef) -> dict[str, str]:
+    """``{platform: image manifest digest}`` of ``ref``: each entry of an index, or the one image.
+
+    Raises:
+        RegistryError: as ``pull_image``.
+    """
+    body, media = _get_manifest(client, ref, ref.reference)
+    manifest = json.loads(body)
+    if media in INDEX_TYPES or "manifests" in manifest:
+        return {f"{e['platform']['os']}/{e['platform']['architecture']}": e["digest"]
+                for e in manifest.get("manifests", []) if (e.get("platform") or {}).get("architecture")}
+    config = fetch_config(client, ref.with_digest(sha256_digest(body)))
+    return {f"{config.get('os', 'linux')}/{config.get('architecture', 'amd64')}": sha256_digest(body)}
+
+
 def pull_image(client: RegistryClient, ref: ImageRef, *, cache_dir: Path, platform: str = "linux/amd64",
                progress: Progress | None = None) -> PulledImage:
     """Pull ``ref`` for ``platform`` into ``cache_dir``; blobs already cached are not downloaded again.
