@@ -414,7 +414,8 @@ def _mount_sources(base: ImageRef, dest: ImageRef) -> tuple[str, ...]:
 
 def push(layout_dir: Path, to: str, *, registry: RegistryOptions | None = None,
          progress: Progress | None = None) -> PushResult:
-    """Push the image of an OCI layout to ``to`` (``registry/repo:tag``); the manifest goes last."""
+    """Push the image of an OCI layout to ``to`` (``registry/repo:tag``), the manifest last, then the SBOM and
+    provenance the layout holds as its referrers."""
     ref = ImageRef.parse(to)
     index = read_layout_index(layout_dir)
     image = next(iter(index.images.values())) if index and index.images else read_layout(layout_dir)
@@ -425,15 +426,23 @@ def push(layout_dir: Path, to: str, *, registry: RegistryOptions | None = None,
             mounts = _mount_sources(ImageRef.parse(base_name), ref)
         except EdgepackError:
             mounts = ()
+    attached: dict[str, list[tuple[bytes, bytes]]] = {}
+    for entry, data, document in layout_referrers(layout_dir):
+        manifest = (layout_dir / "blobs" / "sha256" / entry.digest.split(":", 1)[1]).read_bytes()
+        attached.setdefault(data["subject"]["digest"], []).append((manifest, document))
     with _Clients((registry or RegistryOptions()).for_host(ref)) as clients:
         if index is not None:
             children = [IndexChild(i.manifest, i.manifest_media_type, i.blobs, i.open_blob)
                         for i in index.images.values()]
-            return push_index(clients(ref), ref, index=index.manifest, media_type=OCI_INDEX, children=children,
-                              mount_from=mounts, progress=progress)
-        return push_image(clients(ref), ref, manifest=image.manifest,
-                          manifest_media_type=image.manifest_media_type, blobs=image.blobs,
-                          open_blob=image.open_blob, mount_from=mounts, progress=progress)
+            result = push_index(clients(ref), ref, index=index.manifest, media_type=OCI_INDEX, children=children,
+                                mount_from=mounts, progress=progress)
+        else:
+            result = push_image(clients(ref), ref, manifest=image.manifest,
+                                manifest_media_type=image.manifest_media_type, blobs=image.blobs,
+                                open_blob=image.open_blob, mount_from=mounts, progress=progress)
+        for subject, artifacts in attached.items():  # the SBOM and provenance follow the image
+            referrers.push_referrers(clients(ref), ref, subject, artifacts)
+        return result
 
 
 def kubernetes_manifests(image: str, options: KubernetesOptions, *,

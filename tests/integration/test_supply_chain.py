@@ -174,3 +174,14 @@ def test_verify_passes_on_a_fresh_build_and_names_a_changed_source_directory_or_
     code, _, err = run_cli(["verify", str(out)], capsys)
     assert code == 1
     assert "model linear:1" in err and "source directory" not in err
+
+
+def test_a_pushed_layout_takes_its_sbom_and_provenance_along(project, base_image_ref, dev_registry, capsys,
+                                                             tmp_path):
+    out = tmp_path / "layout"
+    result = _package(capsys, project, base_image_ref, "--output", str(out))
+    repo = f"supply/{uuid.uuid4().hex[:8]}"
+    code, _, err = run_cli(["push", str(out), "--to", f"{dev_registry}/{repo}:1"], capsys)
+    assert code == 0, err
+    assert _document(capsys, "provenance", f"{dev_registry}/{repo}:1") == _document(capsys, "provenance", str(out))
+    assert fallback_tag(result["digest"]) in _tags(dev_registry, repo)

@@ -5,7 +5,14 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import os
+import platform
+import shutil
+import subprocess
+import sys
 import tarfile
+
+import pytest
 
 from edgepack.oci.layer import FileEntry, LayerSpec, entries_from_dir, write_layer
 
@@ -61,3 +68,31 @@ def test_entries_from_dir_skips_symlinks(tmp_path):
     entries = entries_from_dir(tmp_path, "/opt/site")
     assert [e.dest for e in entries] == ["/opt/site/pkg/mod.py"]
     assert entries[0].sha256 == hashlib.sha256(b"x = 1\n").hexdigest()
+
+
+_LAYER_DIGEST = """
+import io, random, struct, sys
+from edgepack.oci.layer import FileEntry, LayerSpec, write_layer
+r = random.Random(7)
+data = r.randbytes(1 << 19) + b"text of a layer " * 20000 + b"".join(struct.pack("<f", r.gauss(0, 0.05))
+                                                                     for _ in range(60000))
+spec = LayerSpec("x", (FileEntry.from_bytes("/app/model.onnx", data), FileEntry.from_bytes("/app/a.txt", b"a")))
+print(write_layer(spec, io.BytesIO(), mtime=0).digest)
+"""
+
+
+@pytest.mark.parametrize("cpu", ["Nehalem", "Haswell"])
+def test_layer_bytes_do_not_depend_on_the_cpu(cpu):
+    """The same layer from this CPU and, under qemu, from an SSE4.2-only one and an AVX2 one (ISA-L picks its
+    code by CPU feature; the output must not change with it)."""
+    qemu = shutil.which("qemu-x86_64-static")
+    if qemu is None or platform.machine() != "x86_64":
+        pytest.skip("needs qemu-x86_64-static on an x86-64 host")
+    python = os.path.realpath(sys.executable)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    here = subprocess.run([python, "-c", _LAYER_DIGEST], capture_output=True, text=True, env=env, check=True)
+    there = subprocess.run([qemu, "-cpu", cpu, python, "-c", _LAYER_DIGEST], capture_output=True, text=True,
+                           env=env, timeout=600)
+    assert there.returncode == 0, there.stderr[-2000:]
+    assert there.stdout.strip() == here.stdout.strip()
+    assert here.stdout.startswith("sha256:")
