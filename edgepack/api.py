@@ -57,7 +57,7 @@ __all__ = [
     "kubernetes_manifests", "KubernetesOptions", "deploy_functionapp", "iot_edge_manifest", "profile",
     "fpga_profiles", "fpga_quantize", "fpga_report", "fpga_evaluate",
     "fleet_model", "fleet_image", "fleet_plan", "fleet_start", "fleet_run", "fleet_status", "fleet_control",
-    "fleet_simulation",
+    "fleet_simulation", "attestations", "attestation", "verify", "Verification",
 ]
 
 log = logging.getLogger(__name__)
@@ -293,7 +293,7 @@ def package(home: Home, *, model_ref: str | tuple[str, ...] = (), config_path: P
     image_plan = plan_image(models, config, target, base_image=base_image)
     options = options or builder.BuildOptions()
     sources = collect.Sources(
-        models=models, config_path=config_path, source_directory=config.source_directory, target=target,
+        models=models, config_path=config_path, source=config.source_directory or config.entry_script, target=target,
         base_image=image_plan.base_image, options={"mtime": options.mtime, "pythonVersion": options.python_version},
         image=f"{tag_ref.registry}/{tag_ref.repository}" if tag_ref else "edgepack-image")
     registry = (registry or RegistryOptions()).for_host(tag_ref)
@@ -345,11 +345,13 @@ def _package(image_plan: ImagePlan, config: Any, *, home: Home, clients: _Client
                             manifest_media_type=json.loads(built.manifest)["mediaType"], blobs=built.blobs,
                             open_blob=built.open_blob, mount_from=_mount_sources(result.base.ref, tag_ref),
                             progress=progress)
-        referrers.push_referrers(clients(tag_ref), tag_ref, built.manifest_digest, artifacts)
+        kept = referrers.push_referrers(clients(tag_ref), tag_ref, built.manifest_digest, artifacts)
+    details = {"base": str(result.base.ref), "python": result.platform.python_version}
+    if pushed is not None:
+        details["referrers"] = kept  # how the registry keeps the SBOM and provenance
     return PackageResult(plan=image_plan, digest=built.manifest_digest, layers=tuple(d.digest for d in built.layers),
                          new_layers=tuple(d.digest for d in built.new_layers), layout=layout, pushed=pushed,
-                         context=context, details={"base": str(result.base.ref),
-                                                   "python": result.platform.python_version})
+                         context=context, details=details)
 
 
 def _build_checked(image_plan: ImagePlan, config: Any, *, cache: Cache, clients: _Clients,
@@ -386,8 +388,8 @@ def _package_platforms(image_plan: ImagePlan, config: Any, *, cache: Cache, clie
         children = [IndexChild(r.image.manifest, OCI_MANIFEST, r.image.blobs, r.image.open_blob) for _, r in results]
         pushed = push_index(clients(tag_ref), tag_ref, index=index, media_type=OCI_INDEX, children=children,
                             mount_from=_mount_sources(results[0][1].base.ref, tag_ref), progress=progress)
-        for p, r in results:
-            referrers.push_referrers(clients(tag_ref), tag_ref, r.image.manifest_digest, artifacts[p])
+        kept = {referrers.push_referrers(clients(tag_ref), tag_ref, r.image.manifest_digest, artifacts[p])
+                for p, r in results}
     first = results[0][1]
     return PackageResult(
         plan=replace(image_plan, platform=platforms[0]), digest=digest,
@@ -395,7 +397,8 @@ def _package_platforms(image_plan: ImagePlan, config: Any, *, cache: Cache, clie
         new_layers=tuple(dict.fromkeys(d.digest for _, r in results for d in r.image.new_layers)),
         layout=layout, pushed=pushed,
         details={"base": str(first.base.ref).split("@", 1)[0], "python": first.platform.python_version,
-                 "platforms": {p: r.image.manifest_digest for p, r in results}})
+                 "platforms": {p: r.image.manifest_digest for p, r in results},
+                 **({"referrers": ", ".join(sorted(kept))} if pushed is not None else {})})
 
 
 def _attachments(record: Any) -> list[tuple[bytes, bytes]]:
@@ -858,8 +861,11 @@ def attestations(source: str, *, registry: RegistryOptions | None = None) -> dic
     if _is_layout(source):
         root = Path(source)
         index = read_layout_index(root)
-        platforms = ({i.manifest_digest: p for p, i in index.images.items()} if index is not None else
-                     {read_layout(root).manifest_digest: _layout_platform(read_layout(root))})
+        if index is not None:
+            platforms = {i.manifest_digest: p for p, i in index.images.items()}
+        else:
+            image = read_layout(root)
+            platforms = {image.manifest_digest: _layout_platform(image)}
         for entry, data, document in layout_referrers(root):
             platform = platforms.get(data["subject"]["digest"])
             if platform and entry.artifact_type in kinds:
@@ -918,12 +924,13 @@ class Verification:
                 "differences": list(self.differences)}
 
 
-def verify(home: Home, source: str, *, platform: str | None = None,
-           registry: RegistryOptions | None = None) -> Verification:
+def verify(home: Home, source: str, *, platform: str | None = None, registry: RegistryOptions | None = None,
+           env: Mapping[str, str] | None = None) -> Verification:
     """Rebuild the image of ``source`` from the inputs its provenance records, and compare digests.
 
     Inputs that are missing here or changed since (model, inference config, source directory) are named
     without rebuilding; otherwise the rebuild's layers and dependency lock are compared with the recorded ones.
+    ``env`` supplies the base registry's password variable, as for ``package``.
 
     Raises:
         AttestationError: the image has no provenance; as ``package`` while rebuilding.
@@ -953,7 +960,7 @@ def verify(home: Home, source: str, *, platform: str | None = None,
         out = Path(tmp) / "layout"
         result = package(home, model_ref=tuple(params["models"]), config_path=Path(params["inferenceConfig"]),
                          target=target_from_dict(params["target"]), base_image=base, output=out,
-                         registry=registry, platforms=(params["platform"],),
+                         registry=registry, env=env, platforms=(params["platform"],),
                          options=builder.BuildOptions(mtime=int(params["options"].get("mtime") or 0),
                                                       python_version=params["options"].get("pythonVersion")))
         rebuilt = json.loads(attestation(str(out), "provenance"))

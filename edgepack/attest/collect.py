@@ -20,7 +20,7 @@ class Sources:
 
     models: tuple[Any, ...]  # ModelArtifact
     config_path: Path
-    source_directory: Path | None
+    source: Path  # the source directory, or the entry script when there is none
     target: Any  # Target
     base_image: str  # as asked (a tag or a digest reference)
     options: dict[str, Any]
@@ -53,9 +53,7 @@ def build_record(sources: Sources, result: Any, plan: Any, *, version: str) -> B
                for m in sources.models]
     inputs.append(Input(rec.INFERENCE_CONFIG, str(sources.config_path.resolve()),
                         rec.file_digest(sources.config_path)))
-    if sources.source_directory is not None:
-        inputs.append(Input(rec.SOURCE_DIRECTORY, str(sources.source_directory.resolve()),
-                            rec.tree_digest(sources.source_directory)))
+    inputs.append(Input(rec.SOURCE_DIRECTORY, str(sources.source.resolve()), rec.source_digest(sources.source)))
     inputs.append(Input(rec.DEPENDENCY_LOCK, "edgepack:resolved-dependencies",
                         rec.lock_digest([(r.pins, r.hashes) for r in result.resolved])))
     mtime = int(sources.options.get("mtime") or 0)

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgepack.oci.layer import entries_from_dir, file_sha256
+from edgepack.oci.layer import file_sha256
+from edgepack.packagers.layers import source_files
 
 # The names of a build's inputs, as its provenance lists them and ``verify`` reports them.
 BASE_IMAGE = "base image"
@@ -64,9 +65,12 @@ class BuildRecord:
     internal: dict[str, Any] = field(default_factory=dict)
 
 
-def tree_digest(root: Path) -> str:
-    """The digest of a folder's regular files: sha256 over the sorted (path, sha256, size) listing."""
-    listing = [(e.dest, e.sha256, e.size) for e in entries_from_dir(root, "/")]
+def source_digest(path: Path) -> str:
+    """The digest of the source an image was built from: of the entry script alone, or of the files of a source
+    directory that go into the image (caches left out): sha256 over their sorted (path, sha256, size) listing."""
+    if path.is_file():
+        return file_digest(path)
+    listing = [(p.relative_to(path).as_posix(), file_sha256(p), p.stat().st_size) for p in source_files(path)]
     return "sha256:" + hashlib.sha256(json.dumps(listing, separators=(",", ":")).encode()).hexdigest()
 
 

@@ -31,7 +31,7 @@ def _local_digest(item: Input, model_digest: Callable[[str], str | None]) -> str
     if item.kind == rec.INFERENCE_CONFIG:
         return rec.file_digest(path) if path.is_file() else None
     if item.kind == rec.SOURCE_DIRECTORY:
-        return rec.tree_digest(path) if path.is_dir() else None
+        return rec.source_digest(path) if path.exists() else None
     return item.digest  # the base image is pulled by digest; the lock is checked through the rebuild
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import click
 
@@ -44,7 +45,7 @@ provenance_cmd = _document_command("provenance", "Print the image's provenance (
 def verify_cmd(source: str, platform: str | None, as_json: bool, registry_username: str | None, ca_file: str | None,
                insecure_http: bool) -> None:
     result = api.verify(home_from_env(), source, platform=platform,
-                        registry=registry_options(registry_username, ca_file, insecure_http))
+                        registry=registry_options(registry_username, ca_file, insecure_http), env=dict(os.environ))
     if result.differences:
         if as_json:
             emit(result.to_dict(), True, "")

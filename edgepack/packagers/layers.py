@@ -58,6 +58,13 @@ def runtime_layer(*, with_triggers: bool = False, with_agent: bool = False, with
     return LayerSpec("edgepack-runtime", tuple(entries) + extra, comment="edgepack runtime and target adapter")
 
 
+def source_files(root: Path) -> list[Path]:
+    """The files of a source directory that go into the image: regular files, no links, no caches."""
+    return [p for p in sorted(root.rglob("*"))
+            if p.is_file() and not p.is_symlink() and not _SKIP_DIRS.intersection(p.relative_to(root).parts)
+            and not p.name.endswith(_SKIP_SUFFIXES)]
+
+
 def source_layer(config: InferenceConfig, dest: str, *, settings: RuntimeConfig,
                  reserved: tuple[str, ...] = ()) -> LayerSpec:
     """The user's source directory (or only the entry script when none is given), placed at ``dest``, with the
@@ -67,12 +74,7 @@ def source_layer(config: InferenceConfig, dest: str, *, settings: RuntimeConfig,
         PackagingError: a source file would replace a file the target generates (for example function_app.py).
     """
     root = config.source_directory or config.entry_script.parent
-    if config.source_directory is None:
-        files = [config.entry_script]
-    else:
-        files = [p for p in sorted(root.rglob("*"))
-                 if p.is_file() and not p.is_symlink() and not _SKIP_DIRS.intersection(p.relative_to(root).parts)
-                 and not p.name.endswith(_SKIP_SUFFIXES)]
+    files = [config.entry_script] if config.source_directory is None else source_files(root)
     entries = []
     for path in files:
         rel = path.relative_to(root).as_posix()

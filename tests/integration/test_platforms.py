@@ -139,3 +139,20 @@ def test_bad_platforms_are_named(tmp_path, edgepack_home, capsys, dev_env):
                             "--platform", "linux/amd64,linux/arm64", "--output", str(tmp_path / "o")], capsys)
     assert code != 0 and "is for linux/amd64 only" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_each_platform_has_its_own_sbom_and_provenance(layout, capsys):
+    out, result, _ = layout
+    for platform, digest in result["platforms"].items():
+        code, text, err = run_cli(["provenance", str(out), "--platform", platform], capsys)
+        assert code == 0, err
+        statement = json.loads(text)
+        assert "sha256:" + statement["subject"][0]["digest"]["sha256"] == digest
+        assert statement["predicate"]["buildDefinition"]["externalParameters"]["platform"] == platform
+        code, text, err = run_cli(["sbom", str(out), "--platform", platform], capsys)
+        assert code == 0, err
+        arch = platform.split("/")[1]
+        debs = [c for c in json.loads(text)["components"] if c.get("purl", "").startswith("pkg:deb/")]
+        assert debs and {c["purl"].rsplit("arch=", 1)[1] for c in debs} <= {arch, "all"}
+    code, _, err = run_cli(["sbom", str(out)], capsys)
+    assert code == 1 and "multi-platform" in err and "--platform" in err

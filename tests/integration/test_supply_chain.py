@@ -25,10 +25,15 @@ SECRET = "s3cret-" + uuid.uuid4().hex
 
 
 @pytest.fixture
-def project(tmp_path, edgepack_home, capsys, monkeypatch):
+def project(tmp_path, edgepack_home, capsys, monkeypatch, dev_registry):
+    # credentials in reach of the build: the push's and the base registry's (which the config names by variable)
     monkeypatch.setenv("EDGEPACK_REGISTRY_PASSWORD", SECRET)
+    monkeypatch.setenv("BASE_REGISTRY_PASSWORD", SECRET + "-base")
     model = make_model(tmp_path / "v1" / "model.onnx", seed=1)
     config = make_project(tmp_path)
+    data = json.loads(config.read_text())
+    data["baseImageRegistry"] = {"address": dev_registry, "username": "svc", "passwordEnv": "BASE_REGISTRY_PASSWORD"}
+    config.write_text(json.dumps(data))
     code, _, err = run_cli(["model", "register", "linear", str(model)], capsys)
     assert code == 0, err
     return {"root": tmp_path, "config": config, "model": model}
@@ -104,6 +109,7 @@ def test_the_provenance_records_the_inputs_and_every_layer_of_the_image(project,
     assert kinds == {"base image", "model", "inference config", "source directory", "dependency lock"}
     params = statement["predicate"]["buildDefinition"]["externalParameters"]
     assert params["target"]["name"] == "webservice" and params["platform"] == "linux/amd64"
+    assert SECRET not in json.dumps(statement) + json.dumps(_document(capsys, "sbom", str(out)))
 
 
 def _tags(registry: str, repo: str) -> list[str]:
@@ -117,6 +123,7 @@ def test_a_registry_without_the_referrers_api_gets_the_tag_schema_fallback(proje
     result = _package(capsys, project, base_image_ref, "--tag", f"{dev_registry}/{repo}:1", "--push",
                       "--registry-username", "someone")
     digest = result["digest"]
+    assert result["referrers"] == "tag schema"
     with pytest.raises(urllib.error.HTTPError) as missing:  # Debian's registry 2.8 has no referrers API
         urllib.request.urlopen(f"http://{dev_registry}/v2/{repo}/referrers/{digest}", timeout=10)
     assert missing.value.code == 404
@@ -135,7 +142,7 @@ def test_a_registry_without_the_referrers_api_gets_the_tag_schema_fallback(proje
     with urllib.request.urlopen(request, timeout=10) as resp:
         assert len(json.loads(resp.read())["manifests"]) == 2
     for document in (sbom, provenance):
-        assert SECRET not in json.dumps(document)
+        assert SECRET not in json.dumps(document)  # nor the base registry's, which starts the same
 
 
 def test_a_registry_with_the_referrers_api_keeps_the_list_itself(project, base_image_ref, dev_registry, capsys):
@@ -145,6 +152,7 @@ def test_a_registry_with_the_referrers_api_keeps_the_list_itself(project, base_i
         result = _package(capsys, project, base_image_ref, "--tag", f"{address}/{repo}:1", "--push")
         sbom = _document(capsys, "sbom", f"{address}/{repo}:1")
     assert sbom["metadata"]["component"]["version"] == result["digest"]
+    assert result["referrers"] == "referrers API"
     listed = proxy.referrers[(repo, result["digest"])]
     assert sorted(e["artifactType"] for e in listed) == ["application/vnd.cyclonedx+json",
                                                         "application/vnd.in-toto+json"]
@@ -156,6 +164,9 @@ def test_verify_passes_on_a_fresh_build_and_names_a_changed_source_directory_or_
         project, base_image_ref, capsys, tmp_path):
     out = tmp_path / "layout"
     result = _package(capsys, project, base_image_ref, "--output", str(out))
+    # caches written by running the script locally are not part of the image, nor of its source's digest
+    (project["root"] / "src" / "__pycache__").mkdir()
+    (project["root"] / "src" / "__pycache__" / "score.cpython-311.pyc").write_bytes(b"\x00" * 16)
     code, text, err = run_cli(["verify", str(out)], capsys)
     assert code == 0, err
     assert result["digest"] in text
