@@ -25,7 +25,7 @@ from edgepack.deploy import iotedge, local
 from edgepack.deploy.kubernetes import KubernetesOptions, render_manifests, render_service_manifests
 from edgepack.deploy.pinning import pinned
 from edgepack.errors import (AttestationError, ConfigError, DeployError, EdgepackError, FleetError, InvalidModel,
-                             NotQuantized, PackagingError, QuantizationInvariantError, RegistryError)
+                             LayoutError, NotQuantized, PackagingError, QuantizationInvariantError, RegistryError)
 from edgepack.home import Home
 from edgepack.models.artifact import ModelArtifact
 from edgepack.models.store import LocalModelStore, describe_path, parse_model_ref
@@ -846,7 +846,20 @@ def fleet_control(home: Home, name: str, request: str, *, hub: Any = None, now: 
 
 
 def _is_layout(source: str) -> bool:
-    return (Path(source) / "oci-layout").is_file()
+    """True for an OCI layout folder; False for a registry reference.
+
+    Raises:
+        LayoutError: ``source`` names a folder or file that is not a layout.
+    """
+    path = Path(source)
+    if (path / "oci-layout").is_file():
+        return True
+    if path.exists() or source.startswith(("/", "./", "../", "~")):
+        raise LayoutError(f"reading image layout '{source}': "
+                          + ("not an OCI image layout (no oci-layout file)" if path.exists() else "no such folder"),
+                          hint="Pass a folder written by 'edgepack package --output', or a registry reference "
+                               "REGISTRY/REPO:TAG.")
+    return False
 
 
 def attestations(source: str, *, registry: RegistryOptions | None = None) -> dict[str, dict[str, bytes]]:

@@ -187,6 +187,13 @@ CASES = [
     # and what is checked is that the file named is left as it was
     c("package-output-existing-file", *PACKAGE, "--output", "@PROJ@/sample-request.json", needle="absent"),
     c("package-output-unwritable", *PACKAGE, "--output", "/proc/edgepack-cannot-write-here", needle="absent"),
+    # sbom, provenance, verify: images without records, folders that are not layouts
+    c("sbom-not-a-layout", "sbom", "@PROJ@", needle="not an OCI image layout"),
+    c("sbom-missing-folder", "sbom", "@PROJ@/nope", needle="no such folder"),
+    c("provenance-image-without-records", "provenance", BASE_BY_DIGEST, needle="the image has none"),
+    c("provenance-absent-image", "provenance", ABSENT_IMAGE, needle="manifest unknown"),
+    c("verify-malformed-layout", "verify", "@PROJ@/bad/layout-malformed-index", needle="reading image layout"),
+    c("verify-bad-reference", "verify", "::bad", needle="invalid repository name"),
     # push: OCI layouts that are not
     c("push-layout-missing", "push", "@PROJ@/nope", "--to", "@REG@/x:1", needle="reading image layout"),
     c("push-layout-is-file", "push", CONFIG, "--to", "@REG@/x:1", code=2, needle="is a file"),
