@@ -10,6 +10,7 @@ import json
 import logging
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -328,24 +329,28 @@ def _package(image_plan: ImagePlan, config: Any, *, home: Home, clients: _Client
     image_plan = replace(image_plan, platform=platforms[0])
     result = _build_checked(image_plan, config, cache=cache, clients=clients, options=options)
     built = result.image
-    artifacts = _attachments(collect.build_record(sources, result, image_plan, version=__version__))
-    layout = None
-    if output is not None:
-        blobs = [(d.digest, built.blob_path(d.digest)) for d in built.blobs]
-        write_layout(output, manifest=built.manifest, manifest_digest=built.manifest_digest, blobs=blobs,
-                     ref_name=tag_ref.tag if tag_ref else None, artifacts=artifacts)
-        layout = output
-    context = None
-    if dockerfile_context is not None:
-        specs = builder.layer_specs(image_plan, result, cache)
-        context = write_context(dockerfile_context, image_plan, str(result.base.ref), specs)
-    pushed = None
-    if push_image_to_registry and tag_ref is not None:
-        pushed = push_image(clients(tag_ref), tag_ref, manifest=built.manifest,
-                            manifest_media_type=json.loads(built.manifest)["mediaType"], blobs=built.blobs,
-                            open_blob=built.open_blob, mount_from=_mount_sources(result.base.ref, tag_ref),
-                            progress=progress)
-        kept = referrers.push_referrers(clients(tag_ref), tag_ref, built.manifest_digest, artifacts)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # the SBOM and provenance are written while the image's blobs upload (Python work against network I/O)
+        attachments = pool.submit(lambda: _attachments(collect.build_record(sources, result, image_plan,
+                                                                             version=__version__)))
+        layout = None
+        if output is not None:
+            blobs = [(d.digest, built.blob_path(d.digest)) for d in built.blobs]
+            write_layout(output, manifest=built.manifest, manifest_digest=built.manifest_digest, blobs=blobs,
+                         ref_name=tag_ref.tag if tag_ref else None, artifacts=attachments.result())
+            layout = output
+        context = None
+        if dockerfile_context is not None:
+            specs = builder.layer_specs(image_plan, result, cache)
+            context = write_context(dockerfile_context, image_plan, str(result.base.ref), specs)
+        pushed = None
+        if push_image_to_registry and tag_ref is not None:
+            pushed = push_image(clients(tag_ref), tag_ref, manifest=built.manifest,
+                                manifest_media_type=json.loads(built.manifest)["mediaType"], blobs=built.blobs,
+                                open_blob=built.open_blob, mount_from=_mount_sources(result.base.ref, tag_ref),
+                                progress=progress)
+            kept = referrers.push_referrers(clients(tag_ref), tag_ref, built.manifest_digest, attachments.result())
+        attachments.result()  # a failure to write them fails the run, whatever was asked for
     details = {"base": str(result.base.ref), "python": result.platform.python_version}
     if pushed is not None:
         details["referrers"] = kept  # how the registry keeps the SBOM and provenance
@@ -985,5 +990,10 @@ def verify(home: Home, source: str, *, platform: str | None = None, registry: Re
     if lock != recorded_lock:
         differences.insert(0, checks.Difference("dependency lock (resolved again)", recorded_lock or "none",
                                                 lock or "none"))
+    recorded_host = document["predicate"]["buildDefinition"]["internalParameters"].get("buildHostFamily")
+    here = rebuilt["predicate"]["buildDefinition"]["internalParameters"].get("buildHostFamily")
+    if recorded_host != here:
+        differences.append(checks.Difference("build host (layer compression differs between host families)",
+                                             str(recorded_host), str(here)))
     return Verification(digest, result.digest, tuple(str(d) for d in differences) or
                         (f"image: recorded {digest}, rebuilt {result.digest}",))

@@ -11,7 +11,7 @@ from typing import Any
 
 from edgepack.attest import record as rec
 from edgepack.attest.record import BuildRecord, Input, Layer
-from edgepack.oci.layer import CODEC
+from edgepack.oci.layer import CODEC, host_family
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,4 +67,4 @@ def build_record(sources: Sources, result: Any, plan: Any, *, version: str) -> B
         debian_packages=result.debian_packages,
         models=tuple((m.name, m.version, _model_digest(m)) for m in sources.models), builder_version=version,
         created=datetime.fromtimestamp(mtime, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        internal={"layerCompression": CODEC})
+        internal={"layerCompression": CODEC, "buildHostFamily": host_family()})

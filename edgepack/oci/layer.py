@@ -5,10 +5,12 @@ give the same bytes: entries are sorted, parent directories are added explicitly
 names, every mtime is the same fixed value, and gzip carries no name and a zero timestamp.
 
 Compression is ISA-L's igzip (through the ``isal`` bindings) at level 1: about 20 times zlib's speed on model
-weights, which do not compress much, at a ratio as good as zlib's level 6. Its output depends only on the input,
-the level and the ISA-L version, not on the CPU: x86-64 machines with SSE4.2 (from AVX-512 down to SSE4.2)
-and arm64 give the same bytes; x86-64 CPUs older than SSE4.2 give other, still valid, bytes. ``CODEC`` names the
-compressor and is part of every built layer's cache key, so another ISA-L gives a fresh layer, not a stale one.
+weights, which do not compress much, at a ratio as good as zlib's level 6. Its output depends on the input, the
+level, the ISA-L version and the build host's family, not on the CPU model within a family: every x86-64 CPU
+with SSE4.2 (AVX-512, AVX2 and SSE4.2-only ones give the same bytes) is one family, every arm64 CPU another
+(with or without SVE); an x86-64 and an arm64 build host give different, equally valid, bytes, and so does an
+x86-64 CPU without SSE4.2. ``CODEC`` names the compressor and is part of every built layer's cache key, so
+another ISA-L gives a fresh layer, not a stale one; ``host_family`` is recorded in each image's provenance.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import platform
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -98,6 +101,19 @@ class WrittenLayer:
     digest: str
     diff_id: str
     size: int
+
+
+def host_family() -> str:
+    """The build host's family for ISA-L's output: ``x86-64`` (with SSE4.2), ``x86-64-nosse4.2``, or the
+    machine name (``aarch64``)."""
+    machine = platform.machine().lower()
+    if machine not in ("x86_64", "amd64"):
+        return machine
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "x86-64"
+    return "x86-64" if "sse4_2" in flags else "x86-64-nosse4.2"
 
 
 def file_sha256(path: Path) -> str:
