@@ -9,6 +9,8 @@ import json
 
 import pytest
 
+from edgepack import api
+from edgepack.oci.descriptor import sha256_digest
 from edgepack.oci.ref import ImageRef
 from edgepack.registry import RegistryClient, pull_image
 from tests.project import make_model, make_project, run_cli
@@ -61,11 +63,18 @@ def test_model_only_update_uploads_exactly_the_model_layer(project, registry, ba
     received = registry.uploaded_digests()
     assert model_layer in received
     assert set(received) & set(second["layers"]) == {model_layer}
-    assert len(received) == 2  # the model layer and the (small) image config; nothing else was sent
+    # besides the model layer: the (small) image config, and the image's own SBOM and provenance documents
+    records = {sha256_digest(api.attestation(f"{registry.address}/app:2", kind)) for kind in ("sbom", "provenance")}
+    assert len(set(received) - {model_layer} - records) == 1 and records <= set(received)
+    assert len(received) == 4  # nothing else was sent
     assert second["pushed"]["bytes_sent"] < 2 * (256 << 10) + 64 << 10
-    # The tag points at the new manifest only after every blob was in place: the manifest PUT comes last.
+    # The tag points at the new manifest only after every image blob was in place; its records follow it.
     methods = registry.received()
-    assert methods[-1][0] == "PUT" and "/manifests/2" in methods[-1][1]
+    tagged = next(i for i, (method, path) in enumerate(methods) if method == "PUT" and path.endswith("/manifests/2"))
+    before = [uri for method, uri in methods[:tagged] if method == "PUT" and "digest=" in uri]
+    after = [uri for method, uri in methods[tagged + 1:] if method == "PUT" and "digest=" in uri]
+    assert any(model_layer.split(":")[1] in uri for uri in before)
+    assert len(after) == 2 and all(any(r.split(":")[1] in uri for r in records) for uri in after)
 
 
 def _docker_config(tmp_path, registry, password: str):
