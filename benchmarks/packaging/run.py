@@ -185,7 +185,7 @@ def render(results: list[dict]) -> str:
     ]
     sent = lambda key: statistics.median(r[key][2]["pushed"]["bytes_sent"] for r in results)  # noqa: E731
     for name, ep, dk in (("cold package + push", "ep_cold", "docker_cold"),
-                         ("model-only update + push", "ep_update", "docker_update")):
+                         ("register + package + push of a new model version", "ep_update", "docker_update")):
         rows.append(f"| {name} | {med(ep, 0):.2f} | {med(dk, 0):.2f} | {med(ep, 0) / med(dk, 0):.2f} | "
                     f"{sent(ep) / mib:.1f} | {med(dk, 1) / mib:.1f} |")
     rows.append("")
