@@ -141,6 +141,8 @@ class Gateway:
                 return topic
             raise _Refused(f"{own[:-1]} used the topic {topic!r}, which is not its own")
 
+        awaiting: dict[int, list[str]] = {}  # SUBSCRIBE packet id -> its topics, until the broker's SUBACK
+
         async def up() -> None:
             while True:
                 packet = await wire.read_packet(reader)
@@ -153,10 +155,9 @@ class Gateway:
                     topics = [outward(t) for t in wire.filters(packet)]
                     packet = wire.with_filters(packet, topics)
                     if packet.kind == wire.SUBSCRIBE and self._subscribed:
-                        up_writer.write(packet.encode())
-                        await up_writer.drain()  # the broker has the subscription before anything is flushed
-                        self._subscribed(device, module, topics)
-                        continue
+                        # told once the broker acknowledges it (its SUBACK, below): only then does a message
+                        # published for these topics reach this session rather than no one
+                        awaiting[wire.packet_id(packet)] = topics
                 elif packet.kind == wire.CONNECT:
                     raise _Refused("a second CONNECT")
                 up_writer.write(packet.encode())
@@ -165,6 +166,8 @@ class Gateway:
         async def down() -> None:
             while True:
                 packet = await wire.read_packet(up_reader)
+                if packet.kind == wire.SUBACK and self._subscribed and wire.packet_id(packet) in awaiting:
+                    self._subscribed(device, module, awaiting.pop(wire.packet_id(packet)))
                 if packet.kind == wire.PUBLISH:
                     topic = wire.publish_topic(packet)
                     if topic.startswith(prefix):

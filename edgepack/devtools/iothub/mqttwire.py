@@ -12,7 +12,7 @@ import asyncio
 import struct
 from dataclasses import dataclass
 
-CONNECT, CONNACK, PUBLISH, SUBSCRIBE, UNSUBSCRIBE = 1, 2, 3, 8, 10
+CONNECT, CONNACK, PUBLISH, SUBSCRIBE, SUBACK, UNSUBSCRIBE = 1, 2, 3, 8, 9, 10
 MAX_PACKET = 256 * 1024 + 4096  # IoT Hub's message limit plus the topic and properties
 
 
@@ -118,6 +118,13 @@ def with_topic(packet: Packet, topic: str) -> Packet:
     """The PUBLISH with another topic (packet id, payload and flags kept)."""
     _, at = _string(packet.body, 0)
     return Packet(packet.first, _pack_string(topic.encode()) + packet.body[at:])
+
+
+def packet_id(packet: Packet) -> int:
+    """The packet identifier of a SUBSCRIBE, SUBACK, UNSUBSCRIBE or UNSUBACK (its first two bytes)."""
+    if len(packet.body) < 2:
+        raise WireError("a packet without its identifier")
+    return int(struct.unpack(">H", packet.body[:2])[0])
 
 
 def filters(packet: Packet) -> list[str]:
