@@ -161,7 +161,7 @@ def test_a_healthy_model_reaches_every_device_through_a_killed_controller_and_no
             pass
         time.sleep(0.2)
     first.send_signal(signal.SIGKILL)
-    first.wait()
+    first.communicate()  # reaps it and closes its pipes
     killed_at = fleet.state(name)
     assert killed_at["phase"] == "running"
     second = fleet.cli(*args)
