@@ -6,6 +6,7 @@ thin shell over this module.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
@@ -867,15 +868,16 @@ def _is_layout(source: str) -> bool:
     return False
 
 
-def attestations(source: str, *, registry: RegistryOptions | None = None) -> dict[str, dict[str, bytes]]:
-    """The SBOM and provenance of each platform's image: ``{platform: {"sbom": ..., "provenance": ...}}``.
-    ``source`` is a registry reference or an OCI layout folder.
+_KINDS = {SBOM_TYPE: "sbom", PROVENANCE_TYPE: "provenance"}
+
+
+def _listing(source: str, clients: _Clients) -> dict[str, dict[str, Callable[[], bytes]]]:
+    """``{platform: {kind: read}}`` of the image's records; a registry's documents are fetched only by ``read``.
 
     Raises:
         AttestationError: the image has none; LayoutError, RegistryError: it could not be read.
     """
-    kinds = {SBOM_TYPE: "sbom", PROVENANCE_TYPE: "provenance"}
-    found: dict[str, dict[str, bytes]] = {}
+    found: dict[str, dict[str, Callable[[], bytes]]] = {}
     if _is_layout(source):
         root = Path(source)
         index = read_layout_index(root)
@@ -886,22 +888,37 @@ def attestations(source: str, *, registry: RegistryOptions | None = None) -> dic
             platforms = {image.manifest_digest: _layout_platform(image)}
         for entry, data, document in layout_referrers(root):
             platform = platforms.get(data["subject"]["digest"])
-            if platform and entry.artifact_type in kinds:
-                found.setdefault(platform, {})[kinds[entry.artifact_type]] = document
+            if platform and entry.artifact_type in _KINDS:
+                found.setdefault(platform, {})[_KINDS[entry.artifact_type]] = functools.partial(bytes, document)
     else:
         ref = ImageRef.parse(source)
-        with _Clients((registry or RegistryOptions()).for_host(ref)) as clients:
-            client = clients(ref)
-            for platform, digest in image_platforms(client, ref).items():
-                listed, _ = referrers.list_referrers(client, ref, digest)
-                for desc in listed:
-                    if desc.artifact_type in kinds:
-                        found.setdefault(platform, {})[kinds[desc.artifact_type]] = referrers.fetch_document(
-                            client, ref, desc.digest)
+        client = clients(ref)
+        for platform, digest in image_platforms(client, ref).items():
+            listed, _ = referrers.list_referrers(client, ref, digest)
+            for desc in listed:
+                if desc.artifact_type in _KINDS:
+                    found.setdefault(platform, {})[_KINDS[desc.artifact_type]] = functools.partial(
+                        referrers.fetch_document, client, ref, desc.digest)
     if not found:
         raise AttestationError(f"reading the SBOM and provenance of '{source}': the image has none",
                                hint="Package it again with this edgepack: every image gets both.")
     return found
+
+
+def _registry_for(source: str, registry: RegistryOptions | None) -> RegistryOptions:
+    return (registry or RegistryOptions()).for_host(None if _is_layout(source) else ImageRef.parse(source))
+
+
+def attestations(source: str, *, registry: RegistryOptions | None = None) -> dict[str, dict[str, bytes]]:
+    """The SBOM and provenance of each platform's image: ``{platform: {"sbom": ..., "provenance": ...}}``.
+    ``source`` is a registry reference or an OCI layout folder.
+
+    Raises:
+        AttestationError: the image has none; LayoutError, RegistryError: it could not be read.
+    """
+    with _Clients(_registry_for(source, registry)) as clients:
+        return {platform: {kind: read() for kind, read in kinds.items()}
+                for platform, kinds in _listing(source, clients).items()}
 
 
 def _layout_platform(image: Any) -> str:
@@ -912,20 +929,21 @@ def _layout_platform(image: Any) -> str:
 def attestation(source: str, kind: str, *, platform: str | None = None,
                 registry: RegistryOptions | None = None) -> bytes:
     """One document (``kind`` "sbom" or "provenance") of the image for ``platform`` (needed when the image has
-    several).
+    several); only that document is fetched.
 
     Raises:
         AttestationError: no such document, or several platforms and none chosen.
     """
-    found = attestations(source, registry=registry)
-    if platform is None and len(found) > 1:
-        raise AttestationError(f"reading the {kind} of '{source}': it is a multi-platform image",
-                               hint=f"Pass --platform, one of {', '.join(sorted(found))}.")
-    chosen = platform or next(iter(found))
-    if chosen not in found or kind not in found[chosen]:
-        raise AttestationError(f"reading the {kind} of '{source}': none for {chosen}",
-                               hint=f"It has them for {', '.join(sorted(found)) or 'no platform'}.")
-    return found[chosen][kind]
+    with _Clients(_registry_for(source, registry)) as clients:
+        found = _listing(source, clients)
+        if platform is None and len(found) > 1:
+            raise AttestationError(f"reading the {kind} of '{source}': it is a multi-platform image",
+                                   hint=f"Pass --platform, one of {', '.join(sorted(found))}.")
+        chosen = platform or next(iter(found))
+        if chosen not in found or kind not in found[chosen]:
+            raise AttestationError(f"reading the {kind} of '{source}': none for {chosen}",
+                                   hint=f"It has them for {', '.join(sorted(found)) or 'no platform'}.")
+        return found[chosen][kind]()
 
 
 @dataclass(frozen=True)
@@ -956,6 +974,7 @@ def verify(home: Home, source: str, *, platform: str | None = None, registry: Re
     from edgepack.attest import provenance
     from edgepack.attest import verify as checks
     from edgepack.attest.record import DEPENDENCY_LOCK
+    from edgepack.attest.record import model_digest as record_digest
     from edgepack.targets import target_from_dict
 
     document = json.loads(attestation(source, "provenance", platform=platform, registry=registry))
@@ -964,10 +983,9 @@ def verify(home: Home, source: str, *, platform: str | None = None, registry: Re
 
     def model_digest(ref: str) -> str | None:
         try:
-            found = get_model(home, ref).sha256
+            return record_digest(get_model(home, ref).sha256)
         except EdgepackError:
             return None
-        return found if ":" in found else f"sha256:{found}"
 
     changed = checks.changed_inputs(inputs, model_digest)
     if changed:

@@ -27,10 +27,6 @@ class Sources:
     image: str  # the image's name: the destination repository, else "edgepack-image"
 
 
-def _model_digest(model: Any) -> str:
-    return model.sha256 if ":" in model.sha256 else f"sha256:{model.sha256}"
-
-
 def _wheel_digest(pip_hash: str) -> str:
     algorithm, _, hexpart = pip_hash.partition("=")
     return f"{algorithm}:{hexpart}" if hexpart else ""
@@ -49,8 +45,8 @@ def build_record(sources: Sources, result: Any, plan: Any, *, version: str) -> B
             name, _, version_ = pin.partition("==")
             packages.append((name, version_, _wheel_digest(pip_hash)))
     inputs = [Input(rec.BASE_IMAGE, str(result.base.ref), result.base.ref.digest or "")]
-    inputs += [Input(rec.MODEL, f"model:{m.name}:{m.version}", _model_digest(m), name=f"model {m.name}:{m.version}")
-               for m in sources.models]
+    inputs += [Input(rec.MODEL, f"model:{m.name}:{m.version}", rec.model_digest(m.sha256),
+                     name=f"model {m.name}:{m.version}") for m in sources.models]
     inputs.append(Input(rec.INFERENCE_CONFIG, str(sources.config_path.resolve()),
                         rec.file_digest(sources.config_path)))
     inputs.append(Input(rec.SOURCE_DIRECTORY, str(sources.source.resolve()), rec.source_digest(sources.source)))
@@ -65,6 +61,7 @@ def build_record(sources: Sources, result: Any, plan: Any, *, version: str) -> B
                     "inferenceConfig": str(sources.config_path.resolve()), "options": sources.options},
         inputs=tuple(inputs), layers=tuple(layers), python_packages=tuple(sorted(packages)),
         debian_packages=result.debian_packages,
-        models=tuple((m.name, m.version, _model_digest(m)) for m in sources.models), builder_version=version,
+        models=tuple((m.name, m.version, rec.model_digest(m.sha256)) for m in sources.models),
+        builder_version=version,
         created=datetime.fromtimestamp(mtime, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         internal={"layerCompression": CODEC, "buildHostFamily": host_family()})

@@ -74,6 +74,11 @@ def source_digest(path: Path) -> str:
     return "sha256:" + hashlib.sha256(json.dumps(listing, separators=(",", ":")).encode()).hexdigest()
 
 
+def model_digest(sha256: str) -> str:
+    """A model's digest as ``sha256:<hex>`` (the model store keeps the bare hex)."""
+    return sha256 if ":" in sha256 else f"sha256:{sha256}"
+
+
 def file_digest(path: Path) -> str:
     """``sha256:<hex>`` of one file."""
     return "sha256:" + file_sha256(path)

@@ -14,9 +14,6 @@ from typing import Any
 
 from edgepack.attest.record import BuildRecord
 
-SPEC_VERSION = "1.6"
-
-
 def _hash(digest: str) -> Any:
     from cyclonedx.model import HashAlgorithm, HashType
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from edgepack.errors import RegistryError
 from edgepack.oci.descriptor import INDEX_TYPES, MANIFEST_TYPES, Descriptor, sha256_digest
+from edgepack.oci.imageindex import platform_name
 from edgepack.oci.integrity import intact, mark_verified
 from edgepack.oci.ref import ImageRef
 from edgepack.registry.push import Progress
@@ -117,6 +118,11 @@ def fetch_config(client: RegistryClient, ref: ImageRef, *, platform: str = "linu
     if media in INDEX_TYPES or "manifests" in manifest:
         body, media = _get_manifest(client, ref, _pick_platform(ref, manifest, platform))
         manifest = json.loads(body)
+    return _config_of(client, ref, manifest)
+
+
+def _config_of(client: RegistryClient, ref: ImageRef, manifest: dict[str, Any]) -> dict[str, Any]:
+    """The config blob an image manifest names, checked against its digest."""
     desc = Descriptor.from_dict(manifest["config"])
     resp = client.request("GET", f"/v2/{ref.repository}/blobs/{desc.digest}", scope=_scope(ref),
                           action=f"reading the config of '{ref}'")
@@ -135,9 +141,9 @@ def image_platforms(client: RegistryClient, ref: ImageRef) -> dict[str, str]:
     body, media = _get_manifest(client, ref, ref.reference)
     manifest = json.loads(body)
     if media in INDEX_TYPES or "manifests" in manifest:
-        return {f"{e['platform']['os']}/{e['platform']['architecture']}": e["digest"]
+        return {platform_name(e["platform"]): e["digest"]
                 for e in manifest.get("manifests", []) if (e.get("platform") or {}).get("architecture")}
-    config = fetch_config(client, ref.with_digest(sha256_digest(body)))
+    config = _config_of(client, ref, manifest)
     return {f"{config.get('os', 'linux')}/{config.get('architecture', 'amd64')}": sha256_digest(body)}
 
 
